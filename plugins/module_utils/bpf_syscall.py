@@ -1,0 +1,203 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The few bpf(2) commands the collection needs, called through ctypes.
+
+Reading and writing pinned maps must work without compiling anything (xdp_stats, state checks,
+absent), so this does not depend on bcc.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import struct
+
+__all__ = ['BpfError', 'obj_get', 'obj_pin', 'map_lookup', 'map_update', 'map_delete', 'map_keys',
+           'map_info', 'prog_info', 'prog_fd_by_id', 'prog_query', 'prog_attach', 'prog_detach',
+           'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST']
+
+_NR_BPF = {'x86_64': 321, 'aarch64': 280, 'armv7l': 386, 'ppc64le': 361, 's390x': 351, 'riscv64': 280}
+
+BPF_MAP_LOOKUP_ELEM = 1
+BPF_MAP_UPDATE_ELEM = 2
+BPF_MAP_DELETE_ELEM = 3
+BPF_MAP_GET_NEXT_KEY = 4
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_QUERY = 16
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+
+# map types whose values are per CPU
+PERCPU_MAP_TYPES = (5, 6, 10)  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+MAP_TYPE_NAMES = {1: 'hash', 2: 'array', 5: 'percpu_hash', 6: 'percpu_array', 9: 'lru_hash',
+                  10: 'lru_percpu_hash', 15: 'sockmap', 18: 'sockhash'}
+PROG_TYPE_NAMES = {1: 'socket_filter', 5: 'tracepoint', 6: 'xdp', 13: 'sock_ops', 16: 'sk_msg',
+                   17: 'raw_tracepoint', 26: 'tracing'}
+
+_ATTR_SIZE = 128
+_libc = None
+
+
+class BpfError(OSError):
+    pass
+
+
+def _syscall_nr():
+    machine = os.uname()[4]
+    if machine not in _NR_BPF:
+        raise BpfError(errno.ENOSYS, 'bpf(2) syscall number unknown for %s' % machine)
+    return _NR_BPF[machine]
+
+
+def _bpf(cmd, attr, what):
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
+    buf = ctypes.create_string_buffer(bytes(attr).ljust(_ATTR_SIZE, b'\0'), _ATTR_SIZE)
+    ret = _libc.syscall(ctypes.c_long(_syscall_nr()), ctypes.c_int(cmd), buf, ctypes.c_uint(_ATTR_SIZE))
+    if ret < 0:
+        err = ctypes.get_errno()
+        raise BpfError(err, '%s: %s' % (what, os.strerror(err)))
+    return ret, buf
+
+
+def _ptr(buf):
+    return ctypes.addressof(buf) if buf is not None else 0
+
+
+def obj_get(path):
+    """Open a pinned program or map; returns an fd the caller closes."""
+    cpath = ctypes.create_string_buffer(path.encode())
+    fd, _ = _bpf(BPF_OBJ_GET, struct.pack('=QII', _ptr(cpath), 0, 0), 'open pin %s' % path)
+    return fd
+
+
+def obj_pin(fd, path):
+    cpath = ctypes.create_string_buffer(path.encode())
+    _bpf(BPF_OBJ_PIN, struct.pack('=QII', _ptr(cpath), fd, 0), 'pin %s' % path)
+
+
+def _elem_attr(fd, key, value_or_next, flags=0):
+    return struct.pack('=IIQQQ', fd, 0, _ptr(key), _ptr(value_or_next), flags)
+
+
+def map_lookup(fd, key, value_size):
+    """Raw value bytes, or None when the key is absent. value_size is the full buffer size
+    (value_size x possible CPUs, 8-byte aligned, for per-CPU maps)."""
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value_size)
+    try:
+        _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(fd, kbuf, vbuf), 'map lookup')
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            return None
+        raise
+    return vbuf.raw
+
+
+def map_update(fd, key, value, flags=BPF_ANY):
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    vbuf = ctypes.create_string_buffer(value, len(value))
+    _bpf(BPF_MAP_UPDATE_ELEM, _elem_attr(fd, kbuf, vbuf, flags), 'map update')
+
+
+def map_delete(fd, key):
+    """Delete a key; False when it was not there."""
+    kbuf = ctypes.create_string_buffer(key, len(key))
+    try:
+        _bpf(BPF_MAP_DELETE_ELEM, _elem_attr(fd, kbuf, None), 'map delete')
+    except BpfError as e:
+        if e.errno == errno.ENOENT:
+            return False
+        raise
+    return True
+
+
+def map_keys(fd, key_size, limit=None):
+    """All keys of a hash map (for arrays, every index). Bounded by limit when given."""
+    keys = []
+    nbuf = ctypes.create_string_buffer(key_size)
+    kbuf = None
+    while limit is None or len(keys) < limit:
+        try:
+            _bpf(BPF_MAP_GET_NEXT_KEY, _elem_attr(fd, kbuf, nbuf), 'map next key')
+        except BpfError as e:
+            if e.errno == errno.ENOENT:
+                break
+            raise
+        keys.append(nbuf.raw)
+        kbuf = ctypes.create_string_buffer(nbuf.raw, key_size)
+    return keys
+
+
+def _info(fd, size):
+    ibuf = ctypes.create_string_buffer(size)
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack('=IIQ', fd, size, _ptr(ibuf)), 'object info')
+    return ibuf.raw
+
+
+def map_info(fd):
+    raw = _info(fd, 40)
+    mtype, mid, key_size, value_size, max_entries, flags = struct.unpack_from('=6I', raw)
+    name = raw[24:40].split(b'\0', 1)[0].decode()
+    return {'type': MAP_TYPE_NAMES.get(mtype, str(mtype)), 'type_id': mtype, 'id': mid, 'key_size': key_size,
+            'value_size': value_size, 'max_entries': max_entries, 'flags': flags, 'name': name}
+
+
+def prog_info(fd):
+    # struct bpf_prog_info up to name[16]: type, id, tag[8], jited_len, xlated_len, jited_insns,
+    # xlated_insns, load_time, created_by_uid, nr_map_ids, map_ids, name
+    raw = _info(fd, 80)
+    ptype, pid = struct.unpack_from('=II', raw)
+    tag = raw[8:16].hex()
+    name = raw[64:80].split(b'\0', 1)[0].decode()
+    return {'type': PROG_TYPE_NAMES.get(ptype, str(ptype)), 'type_id': ptype, 'id': pid, 'tag': tag, 'name': name}
+
+
+def prog_fd_by_id(prog_id):
+    fd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack('=III', prog_id, 0, 0), 'program id %d' % prog_id)
+    return fd
+
+
+def prog_query(target_fd, attach_type, max_progs=64):
+    """Program ids attached to a cgroup (or other target) for one attach type."""
+    ids = (ctypes.c_uint32 * max_progs)()
+    attr = struct.pack('=IIIIQI', target_fd, attach_type, 0, 0, ctypes.addressof(ids), max_progs)
+    _, buf = _bpf(BPF_PROG_QUERY, attr, 'query attached programs')
+    count = struct.unpack_from('=I', buf.raw, 24)[0]
+    return list(ids[:min(count, max_progs)])
+
+
+def prog_attach(target_fd, prog_fd, attach_type, flags=0):
+    _bpf(BPF_PROG_ATTACH, struct.pack('=IIIII', target_fd, prog_fd, attach_type, flags, 0), 'attach program')
+
+
+def prog_detach(target_fd, prog_fd, attach_type):
+    _bpf(BPF_PROG_DETACH, struct.pack('=IIIII', target_fd, prog_fd, attach_type, 0, 0), 'detach program')
+
+
+def possible_cpus():
+    """Number of possible CPUs: the stride of per-CPU map values."""
+    try:
+        with open('/sys/devices/system/cpu/possible') as f:
+            text = f.read().strip()
+    except (IOError, OSError):
+        return os.cpu_count() or 1
+    count = 0
+    for part in text.split(','):
+        if '-' in part:
+            lo, hi = part.split('-')
+            count += int(hi) - int(lo) + 1
+        elif part:
+            count += 1
+    return count or 1

@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where an XDP load balancer deployment stands, from its pins and the interface it is attached to.
+
+Shared by xdp_proxy (which changes things) and xdp_stats (which only reads).
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import LbMaps, Limits, MAP_NAMES
+
+PROG = 'xdp_lb'
+PEER_PROG = 'xdp_peer_pass'
+
+
+def open_maps(pins, names=MAP_NAMES, staged=False):
+    fds = {}
+    try:
+        for name in names:
+            fds[name] = pins.staged_map_fd(name) if staged else pins.open_map(name)
+    except bpf_syscall.BpfError:
+        for fd in fds.values():
+            os.close(fd)
+        raise
+    return fds
+
+
+def limits_from_meta(meta):
+    return Limits(meta['max_services'], meta['max_backends'], meta['ring_size'], meta['max_flows'],
+                  meta['snat_port_min'], meta['snat_port_max'])
+
+
+def load_existing(pins):
+    """(LbMaps, meta) of a pinned deployment, or (None, reason) when the pins are missing or damaged."""
+    if not pins.exists():
+        return None, 'not deployed'
+    missing = [n for n in MAP_NAMES if not os.path.exists(pins.map_path(n))]
+    if not pins.has_prog(PROG):
+        missing.append('prog_' + PROG)
+    if missing:
+        return None, 'pins incomplete (missing %s)' % ', '.join(missing)
+    fds = open_maps(pins)
+    probe = LbMaps(fds, Limits())
+    try:
+        meta = probe.read_meta()
+        maps = LbMaps(fds, limits_from_meta(meta))
+    except Exception as e:  # pylint: disable=broad-except
+        probe.close()
+        return None, 'pins unreadable (%s)' % e
+    return maps, meta
+
+
+def map_report(maps):
+    out = {}
+    for name, fd in maps.fds.items():
+        info = bpf_syscall.map_info(fd)
+        out[name] = dict((k, info[k]) for k in ('id', 'type', 'key_size', 'value_size', 'max_entries'))
+        out[name]['memory_bytes_estimate'] = map_memory_estimate(info, maps.ncpus)
+    return out
+
+
+def map_memory_estimate(info, ncpus):
+    """Rough kernel memory of a map (what bpftool's memlock shows, within page rounding)."""
+    value = (info['value_size'] + 7) // 8 * 8
+    if info['type'] in ('percpu_array', 'percpu_hash', 'lru_percpu_hash'):
+        value *= ncpus
+    key = (info['key_size'] + 7) // 8 * 8
+    if info['type'] in ('array', 'percpu_array'):
+        return info['max_entries'] * value
+    # hash element: list node + hash + key + value, about 48 bytes of overhead
+    return info['max_entries'] * (48 + key + value)
+
+
+def attachment(meta, pinned_prog_id):
+    """Where the pinned program is attached now, per its meta: dict or None."""
+    label = meta.get('netns') or 'host'
+    try:
+        path = netns_path_from_label(label)
+    except bpf_loader.LoaderError:
+        return None
+    if path and not os.path.exists(path):
+        return None
+    try:
+        with bpf_loader.in_netns(path):
+            if path and bpf_loader.netns_inode(path) != meta.get('netns_ino'):
+                return None
+            link = bpf_loader.link_info(meta['ifname']) if meta.get('ifname') else None
+    except bpf_loader.LoaderError:
+        return None
+    if link and link['xdp_prog_id'] == pinned_prog_id:
+        return {'netns_path': path, 'netns': label, 'link': link}
+    return None
+
+
+def netns_path_from_label(label):
+    if label.startswith('container:'):
+        return bpf_loader.resolve_netns(container=label.split(':', 1)[1])[0]
+    if label.startswith('netns:'):
+        return bpf_loader.resolve_netns(netns=label.split(':', 1)[1])[0]
+    return None

@@ -1,0 +1,398 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The XDP load balancer's configuration as BPF map entries, both ways.
+
+Layouts mirror bpf/xdp_lb.h. Addresses and ports are packed in network byte order, as the
+program compares them with packet fields.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import socket
+import struct
+
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall, maglev
+
+PROTOCOLS = {'tcp': 6, 'udp': 17}
+PROTOCOL_NAMES = dict((v, k) for k, v in PROTOCOLS.items())
+
+SERVICE_KEY = struct.Struct('=4s2sBx')
+SERVICE = struct.Struct('=III4s')
+BACKEND = struct.Struct('=4s2s6sBBH')
+FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
+NAT = struct.Struct('=4s4s2s2s6s6sIHHB3x')
+COUNTERS = struct.Struct('=6Q')
+META = struct.Struct('=32sIIIIHHII4xQB7x16s96s')
+U32 = struct.Struct('=I')
+U64 = struct.Struct('=Q')
+
+COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes', 'drops')
+GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
+                   'fragments_passed')
+MODES = {1: 'native', 2: 'generic'}
+MODE_IDS = dict((v, k) for k, v in MODES.items())
+
+MAP_NAMES = ('lb_services', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_svc_stats', 'lb_be_stats',
+             'lb_global', 'lb_meta')
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def ip_bytes(ip, what):
+    try:
+        return socket.inet_aton(ip) if ip.count('.') == 3 else _bad(ip, what)
+    except (OSError, socket.error, AttributeError):
+        return _bad(ip, what)
+
+
+def _bad(ip, what):
+    raise ConfigError('%s %r is not an IPv4 address (dotted quad, e.g. 172.30.0.10)' % (what, ip))
+
+
+def ip_str(raw):
+    return socket.inet_ntoa(raw)
+
+
+def port_bytes(port):
+    return struct.pack('>H', port)
+
+
+def port_int(raw):
+    return struct.unpack('>H', raw)[0]
+
+
+def _int(value, what, lo, hi):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError('%s %r is not a number' % (what, value))
+    if not lo <= number <= hi:
+        raise ConfigError('%s %d is out of range: use %d-%d' % (what, number, lo, hi))
+    return number
+
+
+class Limits(object):
+    def __init__(self, max_services=16, max_backends=64, ring_size=4099, max_flows=65536,
+                 snat_port_min=20000, snat_port_max=29999):
+        self.max_services = _int(max_services, 'max_services', 1, 1024)
+        self.max_backends = _int(max_backends, 'max_backends', 1, 1024)
+        self.ring_size = _int(ring_size, 'ring_size', 3, 1000003)
+        self.max_flows = _int(max_flows, 'max_flows', 64, 16777216)
+        self.snat_port_min = _int(snat_port_min, 'snat_port_range start', 1024, 65535)
+        self.snat_port_max = _int(snat_port_max, 'snat_port_range end', 1024, 65535)
+        if not maglev.is_prime(self.ring_size):
+            raise ConfigError('ring_size %d must be a prime number (e.g. 4099, 16381, 65537)' % self.ring_size)
+        if self.ring_size <= self.max_backends * 10:
+            raise ConfigError('ring_size %d is too small for max_backends %d: use a prime above %d so '
+                              'Maglev spreads flows evenly' % (self.ring_size, self.max_backends,
+                                                               self.max_backends * 10))
+        if self.snat_port_max - self.snat_port_min < 63:
+            raise ConfigError('snat_port_range %d-%d is too small: give at least 64 ports'
+                              % (self.snat_port_min, self.snat_port_max))
+
+    def cflags(self):
+        return ['-DLB_MAX_SERVICES=%d' % self.max_services, '-DLB_MAX_BACKENDS=%d' % self.max_backends,
+                '-DLB_RING_SIZE=%d' % self.ring_size, '-DLB_MAX_FLOWS=%d' % self.max_flows,
+                '-DLB_SNAT_PORT_MIN=%d' % self.snat_port_min, '-DLB_SNAT_PORT_MAX=%d' % self.snat_port_max]
+
+    def as_dict(self):
+        return dict(max_services=self.max_services, max_backends=self.max_backends, ring_size=self.ring_size,
+                    max_flows=self.max_flows, snat_port_range=[self.snat_port_min, self.snat_port_max])
+
+
+def normalize_services(services, limits, default_snat_ip):
+    """Validate the user's services; returns a sorted list of plain dicts (the comparable form)."""
+    if not services:
+        raise ConfigError('services is empty: give at least one service with backends, or state=absent')
+    if len(services) > limits.max_services:
+        raise ConfigError('%d services given but max_services is %d: raise max_services'
+                          % (len(services), limits.max_services))
+    result = []
+    seen = set()
+    for n, svc in enumerate(services):
+        where = 'services[%d]' % n
+        if not isinstance(svc, dict):
+            raise ConfigError('%s must be a dict with vip, port, protocol and backends' % where)
+        vip = svc.get('vip')
+        ip_bytes(vip, '%s.vip' % where)
+        port = _int(svc.get('port'), '%s.port' % where, 1, 65535)
+        proto = (svc.get('protocol') or 'tcp').lower()
+        if proto not in PROTOCOLS:
+            raise ConfigError('%s.protocol %r is not supported: use tcp or udp' % (where, proto))
+        snat_ip = svc.get('snat_ip') or default_snat_ip
+        if not snat_ip:
+            raise ConfigError('%s: no snat_ip given and the interface has no IPv4 address to use' % where)
+        ip_bytes(snat_ip, '%s.snat_ip' % where)
+        if (vip, port, proto) in seen:
+            raise ConfigError('%s: service %s:%d/%s is listed twice' % (where, vip, port, proto))
+        seen.add((vip, port, proto))
+        if vip == snat_ip and limits.snat_port_min <= port <= limits.snat_port_max:
+            raise ConfigError('%s: port %d lies in snat_port_range %d-%d on the same address; move the '
+                              'service port or the range' % (where, port, limits.snat_port_min,
+                                                              limits.snat_port_max))
+        backends = svc.get('backends') or []
+        if not backends:
+            raise ConfigError('%s (%s:%d/%s) has no backends: give at least one, or remove the service'
+                              % (where, vip, port, proto))
+        if len(backends) > limits.max_backends:
+            raise ConfigError('%s has %d backends but max_backends is %d: raise max_backends'
+                              % (where, len(backends), limits.max_backends))
+        norm_backends = []
+        bseen = set()
+        for m, be in enumerate(backends):
+            bwhere = '%s.backends[%d]' % (where, m)
+            if isinstance(be, str):
+                be = {'ip': be}
+            if not isinstance(be, dict):
+                raise ConfigError('%s must be a dict with ip, port and weight' % bwhere)
+            bip = be.get('ip')
+            ip_bytes(bip, '%s.ip' % bwhere)
+            bport = _int(be.get('port') if be.get('port') is not None else port, '%s.port' % bwhere, 1, 65535)
+            weight = _int(be.get('weight') if be.get('weight') is not None else 1, '%s.weight' % bwhere, 1, 1000)
+            if (bip, bport) in bseen:
+                raise ConfigError('%s: backend %s:%d is listed twice' % (bwhere, bip, bport))
+            bseen.add((bip, bport))
+            norm_backends.append({'ip': bip, 'port': bport, 'weight': weight})
+        norm_backends.sort(key=lambda b: (socket.inet_aton(b['ip']), b['port']))
+        result.append({'vip': vip, 'port': port, 'protocol': proto, 'snat_ip': snat_ip, 'backends': norm_backends})
+    result.sort(key=service_sort_key)
+    return result
+
+
+def service_sort_key(svc):
+    return (socket.inet_aton(svc['vip']), svc['port'], svc['protocol'])
+
+
+def service_label(svc):
+    return '%s:%d/%s' % (svc['vip'], svc['port'], svc['protocol'])
+
+
+def backend_label(be):
+    return '%s:%d' % (be['ip'], be['port'])
+
+
+def pack_service_key(svc):
+    return SERVICE_KEY.pack(ip_bytes(svc['vip'], 'vip'), port_bytes(svc['port']), PROTOCOLS[svc['protocol']])
+
+
+class LbMaps(object):
+    """Open fds of a pinned (or staged) map set, with typed access."""
+
+    def __init__(self, fds, limits):
+        self.fds = fds
+        self.limits = limits
+        self.ncpus = bpf_syscall.possible_cpus()
+
+    def close(self):
+        import os  # pylint: disable=import-outside-toplevel
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+
+    # -- reading --
+    def services(self):
+        """{service key bytes: (index, ring_gen, backend_count, snat_ip)}"""
+        fd = self.fds['lb_services']
+        result = {}
+        for key in bpf_syscall.map_keys(fd, SERVICE_KEY.size, limit=self.limits.max_services * 2):
+            raw = bpf_syscall.map_lookup(fd, key, SERVICE.size)
+            if raw is not None:
+                result[key] = SERVICE.unpack(raw)
+        return result
+
+    def backend_row(self, svc_index, slot):
+        raw = bpf_syscall.map_lookup(self.fds['lb_backends'], U32.pack(svc_index * self.limits.max_backends + slot),
+                                     BACKEND.size)
+        ip, port, mac, active, mac_valid, weight = BACKEND.unpack(raw)
+        return {'ip': ip_str(ip), 'port': port_int(port), 'mac': mac, 'active': active, 'mac_valid': mac_valid,
+                'weight': weight}
+
+    def active_backends(self, svc_index):
+        """{slot: row} of active rows of a service."""
+        rows = {}
+        for slot in range(self.limits.max_backends):
+            row = self.backend_row(svc_index, slot)
+            if row['active']:
+                rows[slot] = row
+        return rows
+
+    def ring(self, svc_index, gen):
+        fd = self.fds['lb_maglev']
+        base = (svc_index * 2 + gen) * self.limits.ring_size
+        return [U32.unpack(bpf_syscall.map_lookup(fd, U32.pack(base + i), U32.size))[0]
+                for i in range(self.limits.ring_size)]
+
+    def read_config(self):
+        """The live configuration as normalize_services() would return it, plus consistency flags."""
+        config = []
+        consistent = True
+        for key, (index, gen, count, snat) in self.services().items():
+            vip, port, proto = SERVICE_KEY.unpack(key)
+            rows = self.active_backends(index)
+            backends = sorted(({'ip': r['ip'], 'port': r['port'], 'weight': r['weight']} for r in rows.values()),
+                              key=lambda b: (socket.inet_aton(b['ip']), b['port']))
+            svc = {'vip': ip_str(vip), 'port': port_int(port), 'protocol': PROTOCOL_NAMES.get(proto, str(proto)),
+                   'snat_ip': ip_str(snat), 'backends': backends}
+            expected = maglev.build_table([(s, backend_label(r), r['weight']) for s, r in rows.items()],
+                                          self.limits.ring_size)
+            if count != len(rows) or (rows and self.ring(index, gen) != expected):
+                consistent = False  # a run died between steps: rewrite this service
+            config.append(svc)
+        config.sort(key=service_sort_key)
+        return config, consistent
+
+    def percpu_sum(self, map_name, index, fmt):
+        fd = self.fds[map_name]
+        stride = (fmt.size + 7) // 8 * 8
+        raw = bpf_syscall.map_lookup(fd, U32.pack(index), stride * self.ncpus)
+        totals = [0] * len(fmt.unpack(b'\0' * fmt.size))
+        if raw is None:
+            return totals
+        for cpu in range(self.ncpus):
+            for i, v in enumerate(fmt.unpack_from(raw, cpu * stride)):
+                totals[i] += v
+        return totals
+
+    def counters(self, config):
+        services = self.services()
+        out = []
+        for svc in config:
+            entry = services.get(pack_service_key(svc))
+            if entry is None:
+                continue
+            index = entry[0]
+            stats = dict(zip(COUNTER_FIELDS, self.percpu_sum('lb_svc_stats', index, COUNTERS)))
+            backends = []
+            for slot, row in sorted(self.active_backends(index).items()):
+                b = dict(zip(COUNTER_FIELDS, self.percpu_sum('lb_be_stats', index * self.limits.max_backends + slot,
+                                                             COUNTERS)))
+                b.update({'ip': row['ip'], 'port': row['port'], 'weight': row['weight']})
+                backends.append(b)
+            stats.update({'service': service_label(svc), 'backends': backends})
+            out.append(stats)
+        return out
+
+    def global_counters(self):
+        return dict((name, self.percpu_sum('lb_global', i, U64)[0]) for i, name in enumerate(GLOBAL_COUNTERS))
+
+    def flow_count(self, limit=None):
+        return len(bpf_syscall.map_keys(self.fds['lb_conntrack'], FLOW_KEY.size, limit=limit))
+
+    def read_meta(self):
+        raw = bpf_syscall.map_lookup(self.fds['lb_meta'], U32.pack(0), META.size)
+        (digest, max_services, max_backends, ring_size, max_flows, pmin, pmax, ifindex, peer_ifindex, netns_ino,
+         mode, ifname, netns) = META.unpack(raw)
+        return {'digest': digest, 'max_services': max_services, 'max_backends': max_backends,
+                'ring_size': ring_size, 'max_flows': max_flows, 'snat_port_min': pmin, 'snat_port_max': pmax,
+                'ifindex': ifindex, 'peer_ifindex': peer_ifindex, 'netns_ino': netns_ino,
+                'mode': MODES.get(mode), 'ifname': ifname.split(b'\0', 1)[0].decode(),
+                'netns': netns.split(b'\0', 1)[0].decode()}
+
+    # -- writing --
+    def write_meta(self, digest, ifindex, peer_ifindex, netns_ino, mode, ifname, netns):
+        lim = self.limits
+        raw = META.pack(digest, lim.max_services, lim.max_backends, lim.ring_size, lim.max_flows,
+                        lim.snat_port_min, lim.snat_port_max, ifindex, peer_ifindex or 0, netns_ino,
+                        MODE_IDS.get(mode, 0), ifname.encode()[:15], netns.encode()[:95])
+        bpf_syscall.map_update(self.fds['lb_meta'], U32.pack(0), raw)
+
+    def apply(self, desired, neighbour_mac=None):
+        """Make the maps hold `desired` (normalized). Order keeps the data path consistent at each step:
+        new backend rows first, then the idle Maglev table, then one service update flips to it, and
+        only then are removed rows cleared. Established flows live in lb_conntrack and are untouched."""
+        lim = self.limits
+        live = self.services()
+        wanted_keys = set(pack_service_key(s) for s in desired)
+
+        # services that go away stop taking new flows first
+        for key in live:
+            if key not in wanted_keys:
+                bpf_syscall.map_delete(self.fds['lb_services'], key)
+        used = set(v[0] for k, v in live.items() if k in wanted_keys)
+        free = [i for i in range(lim.max_services) if i not in used]
+
+        for svc in desired:
+            key = pack_service_key(svc)
+            if key in live:
+                index, gen = live[key][0], live[key][1]
+                new_gen = 1 - gen
+            else:
+                index = free.pop(0)
+                new_gen = 0
+                self._clear_rows(index)
+            rows = self.active_backends(index) if key in live else {}
+            by_label = dict((backend_label(r), s) for s, r in rows.items())
+            want_labels = set(backend_label(b) for b in svc['backends'])
+            # never-used slots first; rows of removed backends are still in the live table until the flip
+            free_slots = [s for s in range(lim.max_backends) if s not in rows]
+            free_slots += [s for label, s in sorted(by_label.items()) if label not in want_labels]
+            slots = []
+            for be in svc['backends']:
+                label = backend_label(be)
+                slot = by_label[label] if label in by_label else free_slots.pop(0)
+                mac = neighbour_mac(be['ip']) if neighbour_mac else None
+                self._write_row(index, slot, be, mac)
+                slots.append((slot, label, be['weight']))
+            table = maglev.build_table(slots, lim.ring_size)
+            self._write_ring(index, new_gen, table)
+            bpf_syscall.map_update(self.fds['lb_services'], key,
+                                   SERVICE.pack(index, new_gen, len(slots), ip_bytes(svc['snat_ip'], 'snat_ip')))
+            keep = set(s for s, _, _ in slots)
+            for slot in rows:
+                if slot not in keep:
+                    self._write_row(index, slot, None, None)
+
+        for key, value in live.items():
+            if key not in wanted_keys:
+                self._clear_rows(value[0])
+
+    def _write_row(self, index, slot, be, mac):
+        if be is None:
+            raw = BACKEND.pack(b'\0' * 4, b'\0\0', b'\0' * 6, 0, 0, 0)
+        else:
+            mac_raw = bytes(bytearray(int(x, 16) for x in mac.split(':'))) if mac else b'\0' * 6
+            raw = BACKEND.pack(ip_bytes(be['ip'], 'backend ip'), port_bytes(be['port']), mac_raw, 1,
+                               1 if mac else 0, be['weight'])
+        bpf_syscall.map_update(self.fds['lb_backends'], U32.pack(index * self.limits.max_backends + slot), raw)
+
+    def _clear_rows(self, index):
+        for slot in range(self.limits.max_backends):
+            row = self.backend_row(index, slot)
+            if row['active']:
+                self._write_row(index, slot, None, None)
+
+    def _write_ring(self, index, gen, table):
+        fd = self.fds['lb_maglev']
+        base = (index * 2 + gen) * self.limits.ring_size
+        for i, slot in enumerate(table):
+            bpf_syscall.map_update(fd, U32.pack(base + i), U32.pack(slot))
+
+
+def diff_services(before, after):
+    """Human-readable changes, for --diff and the `changes` return value."""
+    changes = []
+    b = dict((service_label(s), s) for s in before)
+    a = dict((service_label(s), s) for s in after)
+    for label in sorted(set(b) - set(a)):
+        changes.append('remove service %s' % label)
+    for label in sorted(set(a) - set(b)):
+        changes.append('add service %s with backends %s' % (
+            label, ', '.join('%s(w=%d)' % (backend_label(x), x['weight']) for x in a[label]['backends'])))
+    for label in sorted(set(a) & set(b)):
+        old = dict((backend_label(x), x) for x in b[label]['backends'])
+        new = dict((backend_label(x), x) for x in a[label]['backends'])
+        for bl in sorted(set(old) - set(new)):
+            changes.append('service %s: remove backend %s' % (label, bl))
+        for bl in sorted(set(new) - set(old)):
+            changes.append('service %s: add backend %s (weight %d)' % (label, bl, new[bl]['weight']))
+        for bl in sorted(set(new) & set(old)):
+            if new[bl]['weight'] != old[bl]['weight']:
+                changes.append('service %s: backend %s weight %d -> %d' % (label, bl, old[bl]['weight'],
+                                                                           new[bl]['weight']))
+        if a[label]['snat_ip'] != b[label]['snat_ip']:
+            changes.append('service %s: snat_ip %s -> %s' % (label, b[label]['snat_ip'], a[label]['snat_ip']))
+    return changes

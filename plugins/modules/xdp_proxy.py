@@ -1,0 +1,585 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: xdp_proxy
+short_description: XDP layer-4 load balancer (full NAT) for IPv4 TCP and UDP
+version_added: 0.1.0
+description:
+  - Compiles C(bpf/xdp_proxy.bpf.c) with bcc on the target, pins the program and its maps under
+    C(/sys/fs/bpf/ebpf_networking/<name>/) and attaches it with netlink (pyroute2) to an interface
+    on the host, in a named network namespace or in a docker container's namespace.
+  - Clients connect to a service (VIP, port, protocol). The program picks a backend per flow with
+    a Maglev consistent-hashing table, rewrites the packet to C(snat_ip:port -> backend) and back
+    (full NAT), updates the IPv4 and TCP/UDP checksums incrementally and sends it out with XDP_TX
+    or a redirect. A connection table (LRU) keeps every flow on its backend, also while backends
+    are added or removed.
+  - The SNAT source port of a flow is derived from a hash of the client's 5-tuple and checked for
+    collisions against the connection table, so many clients, even ones that share a source port,
+    never collide; up to 8 candidate ports are tried inside O(snat_port_range).
+  - Changing only I(services) updates the maps in place without reloading the program, so live
+    connections survive. Changing the program source or a size option reloads it, atomically
+    replacing the attached program; that starts with an empty connection table.
+  - The action plugin of this module ships the BPF sources from the collection to the target.
+author:
+  - ebpf.networking developers
+requirements:
+  - Linux with XDP and BPF LRU hash maps (4.18 or later), bpffs mounted at /sys/fs/bpf
+  - bcc (python3-bpfcc) and kernel headers on the target, pyroute2
+  - docker Python SDK on the target when I(container) is used
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+options:
+  name:
+    description:
+      - Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
+    type: str
+    default: xdp_lb
+  state:
+    description:
+      - C(present) loads, configures and attaches; C(absent) detaches and removes every pin.
+    type: str
+    choices: [present, absent]
+    default: present
+  interface:
+    description:
+      - Interface to attach to, inside the namespace chosen by I(container) or I(netns).
+      - Required with I(state=present). With I(state=absent) the interface recorded in the pins is used.
+    type: str
+  container:
+    description:
+      - Name of a running docker container whose network namespace holds I(interface).
+    type: str
+  netns:
+    description:
+      - Network namespace holding I(interface), a name under C(/var/run/netns) or an absolute path.
+    type: str
+  mode:
+    description:
+      - XDP attach mode. C(native) runs in the driver; C(generic) in the stack after skb allocation,
+        slower but works on every device. C(auto) tries native, then generic.
+      - In native mode on a veth the host-side peer gets a tiny XDP_PASS program (pinned with the rest),
+        because veth only delivers XDP_TX frames when its peer runs XDP.
+    type: str
+    choices: [auto, native, generic]
+    default: auto
+  force:
+    description:
+      - Replace an XDP program that is already attached to I(interface) and is not ours.
+    type: bool
+    default: false
+  services:
+    description:
+      - The services to balance. Required with I(state=present).
+    type: list
+    elements: dict
+    suboptions:
+      vip:
+        description: Virtual IPv4 address clients connect to (often the interface's own address).
+        type: str
+        required: true
+      port:
+        description: Service port.
+        type: int
+        required: true
+      protocol:
+        description: Transport protocol.
+        type: str
+        choices: [tcp, udp]
+        default: tcp
+      snat_ip:
+        description: Source address used towards backends; defaults to the interface's first IPv4 address.
+        type: str
+      backends:
+        description: Backends as dicts (C(ip), C(port) default the service port, C(weight) 1-1000 default 1).
+        type: list
+        elements: raw
+        required: true
+  max_services:
+    description: Capacity of the service table (compile-time size).
+    type: int
+    default: 16
+  max_backends:
+    description: Backends per service (compile-time size).
+    type: int
+    default: 64
+  ring_size:
+    description: Maglev table size per service; a prime, more than ten times I(max_backends).
+    type: int
+    default: 4099
+  max_flows:
+    description:
+      - Connection-table entries (two per connection). The table is an LRU hash, so when it is full
+        the least recently used flows are evicted instead of new ones failing.
+    type: int
+    default: 65536
+  snat_port_range:
+    description: First and last source port used towards backends; keep it clear of the host's ephemeral range.
+    type: list
+    elements: int
+    default: [20000, 29999]
+  bpf_sources:
+    description:
+      - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
+        Set it only to test a modified program.
+    type: dict
+notes:
+  - Run with the target's C(/usr/bin/python3) on Debian, where python3-bpfcc lives.
+  - Packets that are not for a service, and non-first IPv4 fragments, pass to the stack untouched.
+seealso:
+  - module: ebpf.networking.xdp_stats
+  - name: Maglev paper
+    description: Consistent hashing used to pick backends.
+    link: https://research.google/pubs/pub44824/
+'''
+
+EXAMPLES = r'''
+- name: Balance HTTP in the lb container across two web servers
+  ebpf.networking.xdp_proxy:
+    container: lb
+    interface: eth0
+    services:
+      - vip: 172.30.0.10
+        port: 80
+        backends:
+          - {ip: 172.30.0.11}
+          - {ip: 172.30.0.12, weight: 2}
+
+- name: Remove it again
+  ebpf.networking.xdp_proxy:
+    name: xdp_lb
+    state: absent
+'''
+
+RETURN = r'''
+prog_id:
+  description: Kernel id of the attached XDP program.
+  returned: state=present and not check mode
+  type: int
+  sample: 212
+attach_mode:
+  description: The mode the kernel reports for the attachment (native or generic).
+  returned: state=present and not check mode
+  type: str
+  sample: native
+interface:
+  description: Interface, ifindex and namespace the program is attached to.
+  returned: state=present
+  type: dict
+  sample: {name: eth0, ifindex: 23, netns: "container:lb", peer_ifindex: 24}
+pin_path:
+  description: The bpffs directory holding this deployment's pins.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/ebpf_networking/xdp_lb
+services:
+  description: The services as applied (normalized, backends sorted).
+  returned: state=present
+  type: list
+  elements: dict
+changes:
+  description: What this run changed (or would change in check mode), one line each.
+  returned: always
+  type: list
+  elements: str
+  sample: ["service 172.30.0.10:80/tcp: add backend 172.30.0.13:80 (weight 1)"]
+maps:
+  description: The pinned maps with id, type, sizes and estimated memory.
+  returned: state=present and not check mode
+  type: dict
+counters:
+  description: Per-service and per-backend packet, byte and new-flow counters.
+  returned: state=present and not check mode
+  type: list
+  elements: dict
+flows:
+  description: Entries in the connection table (two per connection).
+  returned: state=present and not check mode
+  type: int
+'''
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
+    ConfigError, LbMaps, Limits, diff_services, normalize_services)
+
+MAIN_SOURCE = 'xdp_proxy.bpf.c'
+EOPNOTSUPP = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
+
+
+class XdpProxy(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.pins = bpf_loader.PinSet(self.p['name'])
+        self.changes = []
+        self.warnings = []
+
+    # -- helpers --
+    def fail(self, msg, **kw):
+        self.module.fail_json(msg=msg, changes=self.changes, pin_path=self.pins.path,
+                              invocation=bpf_loader.invocation(self.p), **kw)
+
+    def resolve_target(self):
+        path, label = bpf_loader.resolve_netns(self.p['container'], self.p['netns'], self.module.run_command)
+        with bpf_loader.in_netns(path):
+            link = bpf_loader.link_info(self.p['interface'])
+            if link is None:
+                names = self._interface_names()
+                raise LoaderError('interface %s does not exist in %s (it has: %s)'
+                                  % (self.p['interface'], label, ', '.join(names)))
+            addrs = bpf_loader.ipv4_addresses(link['ifindex'])
+            ino = bpf_loader.netns_inode(path)
+        return path, label, link, addrs, ino
+
+    def _interface_names(self):
+        import contextlib  # pylint: disable=import-outside-toplevel
+        with contextlib.closing(bpf_loader._iproute()) as ipr:
+            return sorted(l.get_attr('IFLA_IFNAME') for l in ipr.get_links())
+
+    # -- present --
+    def present(self):
+        p = self.p
+        if not p['interface']:
+            self.fail('interface is required with state=present (e.g. interface: eth0)')
+        if not p['bpf_sources'] or MAIN_SOURCE not in p['bpf_sources']:
+            self.fail('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
+                      'collection must be installed on the controller)' % MAIN_SOURCE)
+        rng = p['snat_port_range']
+        if len(rng) != 2 or rng[0] > rng[1]:
+            self.fail('snat_port_range must be [first, last] with first <= last, got %s' % rng)
+        limits = Limits(p['max_services'], p['max_backends'], p['ring_size'], p['max_flows'], rng[0], rng[1])
+        bpf_loader.require_bpffs()
+        netns_path, label, link, addrs, ino = self.resolve_target()
+        desired = normalize_services(p['services'], limits, addrs[0] if addrs else None)
+        digest = bpf_loader.source_digest(p['bpf_sources'], limits.cflags())
+
+        if self.pins.clear_staging() if not self.module.check_mode else os.path.isdir(self.pins.staging):
+            self.changes.append('removed half-pinned staging directory left by an interrupted run')
+        maps, meta = xdp_deploy.load_existing(self.pins)
+        if maps is None and self.pins.exists():
+            self.changes.append('replace damaged pins: %s' % meta)
+        before = []
+        try:
+            need_reload = maps is None or meta['digest'] != digest or maps.limits.cflags() != limits.cflags()
+            consistent = True
+            attached_here = False
+            old_place = None
+            prog_id = None
+            if maps is not None:
+                before, consistent = maps.read_config()
+                prog_id = self.pins.prog_id(xdp_deploy.PROG)
+                attached_here = (link['xdp_prog_id'] == prog_id and meta['ifname'] == link['ifname']
+                                 and meta['netns_ino'] == ino)
+                if not attached_here:
+                    old_place = xdp_deploy.attachment(meta, prog_id)
+                if need_reload:
+                    self.changes.append('reload program (source or sizes changed)')
+            else:
+                self.changes.append('load and pin program %s' % self.pins.path)
+            foreign = bool(link['xdp_prog_id']) and link['xdp_prog_id'] != prog_id
+            if foreign and not p['force']:
+                self.fail('interface %s in %s already has XDP program id %d attached (mode %s) that is not this '
+                          'deployment\'s. Remove it (ip link set dev %s xdp off), pick another interface, or set '
+                          'force: true to replace it.' % (link['ifname'], label, link['xdp_prog_id'],
+                                                          link['xdp_mode'], link['ifname']))
+            if foreign:
+                self.changes.append('replace foreign XDP program id %d on %s' % (link['xdp_prog_id'], link['ifname']))
+            if old_place:
+                self.changes.append('detach from %s in %s' % (old_place['link']['ifname'], old_place['netns']))
+            if not attached_here:
+                self.changes.append('attach to %s in %s' % (link['ifname'], label))
+            config_changes = diff_services(before, desired) if not need_reload else diff_services([], desired)
+            if not consistent and not config_changes:
+                config_changes = ['rewrite inconsistent Maglev tables left by an interrupted run']
+            self.changes.extend(config_changes)
+            wanted_mode = p['mode']
+            if attached_here and wanted_mode != 'auto' and link['xdp_mode'] != wanted_mode:
+                self.changes.append('switch attach mode %s -> %s' % (link['xdp_mode'], wanted_mode))
+                attached_here = False
+
+            diff = {'before': {'services': before}, 'after': {'services': desired}}
+            if self.module.check_mode or not self.changes:
+                result = dict(changed=bool(self.changes), changes=self.changes, services=desired,
+                              pin_path=self.pins.path, diff=diff,
+                              interface={'name': link['ifname'], 'ifindex': link['ifindex'], 'netns': label})
+                if not self.module.check_mode and maps is not None:
+                    result.update(self.report(maps, link, label))
+                return result
+
+            if need_reload:
+                if maps is not None:
+                    maps.close()
+                    maps = None
+                self.reload(limits, digest, desired, netns_path, label, link, ino, old_place)
+            else:
+                if old_place:
+                    self.detach(old_place['netns_path'], old_place['link'], meta)
+                if not attached_here:
+                    prog_fd = self.pins.open_prog(xdp_deploy.PROG)
+                    try:
+                        mode, peer = self.attach(prog_fd, netns_path, link)
+                    finally:
+                        os.close(prog_fd)
+                    maps.write_meta(digest, link['ifindex'], peer, ino, mode, link['ifname'], label)
+                if config_changes:
+                    maps.apply(desired, self.mac_lookup(netns_path, link))
+                maps.close()
+            maps, meta = xdp_deploy.load_existing(self.pins)
+            with bpf_loader.in_netns(netns_path):
+                link = bpf_loader.link_info(link['ifname'])
+            result = dict(changed=True, changes=self.changes, services=desired, pin_path=self.pins.path, diff=diff)
+            result.update(self.report(maps, link, label))
+            return result
+        finally:
+            if maps is not None:
+                maps.close()
+
+    def mac_lookup(self, netns_path, link):
+        """Backend MACs from the neighbour table, priming ARP first: the program's fallback when the FIB
+        lookup finds no neighbour."""
+        def lookup(ip):
+            with bpf_loader.in_netns(netns_path):
+                mac = bpf_loader.neighbour_mac(ip, link['ifindex'])
+                if mac is None:
+                    bpf_loader.prime_neighbour(ip)
+                    import time  # pylint: disable=import-outside-toplevel
+                    for _ in range(10):
+                        time.sleep(0.05)
+                        mac = bpf_loader.neighbour_mac(ip, link['ifindex'])
+                        if mac:
+                            break
+                return mac
+        return lookup
+
+    def reload(self, limits, digest, desired, netns_path, label, link, ino, old_place):
+        bpf, fds = bpf_loader.compile_and_load(self.p['bpf_sources'], MAIN_SOURCE, limits.cflags(),
+                                               {xdp_deploy.PROG: 'xdp', xdp_deploy.PEER_PROG: 'xdp'})
+        try:
+            map_fds = dict((n, bpf_loader.table_fd(bpf, n)) for n in xdp_deploy.MAP_NAMES)
+            self.pins.pin_staging(fds, map_fds)
+        except Exception:
+            self.pins.clear_staging()
+            raise
+        staged = LbMaps(xdp_deploy.open_maps(self.pins, staged=True), limits)
+        try:
+            staged.apply(desired, self.mac_lookup(netns_path, link))
+            if old_place:
+                self.detach(old_place['netns_path'], old_place['link'], None)
+            mode, peer = self.attach(fds[xdp_deploy.PROG], netns_path, link, peer_fd=fds[xdp_deploy.PEER_PROG])
+            staged.write_meta(digest, link['ifindex'], peer, ino, mode, link['ifname'], label)
+        except Exception:
+            staged.close()
+            self.pins.clear_staging()
+            raise
+        staged.close()
+        self.pins.commit_staging()
+        del bpf
+
+    def attach(self, prog_fd, netns_path, link, peer_fd=None):
+        """Attach, atomically replacing what runs there now (ours, or a foreign program with force, both
+        checked before). Returns (mode, peer ifindex given the pass program, or 0)."""
+        wanted = self.p['mode']
+        modes = ['native', 'generic'] if wanted == 'auto' else [wanted]
+        errors = []
+        with bpf_loader.in_netns(netns_path):
+            for mode in modes:
+                current = bpf_loader.link_info(link['ifname'])
+                expected_fd = None
+                if current['xdp_prog_id'] and current['xdp_mode'] == mode:
+                    expected_fd = bpf_loader.bpf_syscall.prog_fd_by_id(current['xdp_prog_id'])
+                elif current['xdp_prog_id']:
+                    bpf_loader.xdp_detach(current['ifindex'], current['xdp_mode'])
+                try:
+                    bpf_loader.xdp_attach(link['ifindex'], prog_fd, mode, expected_fd)
+                except Exception as e:  # pylint: disable=broad-except
+                    code = bpf_loader.netlink_errno(e)
+                    if code == 16:
+                        raise LoaderError('interface %s became busy: another XDP program was attached meanwhile'
+                                          % link['ifname'])
+                    errors.append('%s: %s' % (mode, e))
+                    if code in EOPNOTSUPP and len(modes) > 1:
+                        continue
+                    raise LoaderError('attaching XDP (%s) to %s failed: %s. Try mode: generic, and check the '
+                                      'kernel has XDP support.' % (mode, link['ifname'], e))
+                finally:
+                    if expected_fd is not None:
+                        os.close(expected_fd)
+                got = bpf_loader.link_info(link['ifname'])
+                if got['xdp_mode'] != mode:
+                    if got['xdp_prog_id']:
+                        bpf_loader.xdp_detach(link['ifindex'], got['xdp_mode'])
+                    raise LoaderError('asked the kernel for %s XDP on %s but it reports %s; detached again'
+                                      % (mode, link['ifname'], got['xdp_mode']))
+                break
+            else:
+                raise LoaderError('no XDP mode worked on %s: %s' % (link['ifname'], '; '.join(errors)))
+        peer = 0
+        if mode == 'native' and link['kind'] == 'veth':
+            peer = self.attach_peer(netns_path, link, peer_fd)
+        return mode, peer
+
+    def attach_peer(self, netns_path, link, peer_fd):
+        """Give the veth's peer the XDP_PASS program so XDP_TX frames are delivered (native mode)."""
+        found = bpf_loader.find_veth_peer(link, netns_path)
+        if found is None:
+            self.warnings.append('native XDP on veth %s: its peer was not found in this or a named namespace, so '
+                                 'XDP_TX frames may not be delivered; use mode: generic if traffic stalls'
+                                 % link['ifname'])
+            return 0
+        peer_path, peer = found
+        own_fd = peer_fd if peer_fd is not None else self.pins.open_prog(xdp_deploy.PEER_PROG)
+        expected_fd = None
+        try:
+            own_id = bpf_loader.bpf_syscall.prog_info(own_fd)['id']
+            if peer['xdp_prog_id'] == own_id:
+                return peer['ifindex']
+            if peer['xdp_prog_id'] and peer['xdp_prog_id'] == self.pins.prog_id(xdp_deploy.PEER_PROG):
+                expected_fd = bpf_loader.bpf_syscall.prog_fd_by_id(peer['xdp_prog_id'])  # ours, older
+            elif peer['xdp_prog_id']:
+                self.warnings.append('veth peer %s already runs XDP program %d; leaving it' %
+                                     (peer['ifname'], peer['xdp_prog_id']))
+                return 0
+            with bpf_loader.in_netns(peer_path):
+                bpf_loader.xdp_attach(peer['ifindex'], own_fd, 'native', expected_fd)
+        finally:
+            if peer_fd is None:
+                os.close(own_fd)
+            if expected_fd is not None:
+                os.close(expected_fd)
+        return peer['ifindex']
+
+    def detach(self, netns_path, link, meta):
+        with bpf_loader.in_netns(netns_path):
+            bpf_loader.xdp_detach(link['ifindex'], link['xdp_mode'])
+        self.detach_peer(meta)
+
+    def detach_peer(self, meta):
+        """Remove our pass program from wherever the recorded peer ifindex runs it."""
+        if not meta or not meta.get('peer_ifindex') or not self.pins.has_prog(xdp_deploy.PEER_PROG):
+            return
+        own_id = self.pins.prog_id(xdp_deploy.PEER_PROG)
+        for path in bpf_loader.candidate_netns():
+            try:
+                with bpf_loader.in_netns(path):
+                    peer = bpf_loader.link_by_index(meta['peer_ifindex'])
+                    if peer and peer['xdp_prog_id'] == own_id:
+                        bpf_loader.xdp_detach(peer['ifindex'], peer['xdp_mode'])
+                        return
+            except (LoaderError, OSError):
+                continue
+
+    def report(self, maps, link, label):
+        config, _ = maps.read_config()
+        meta = maps.read_meta()
+        return dict(prog_id=self.pins.prog_id(xdp_deploy.PROG), attach_mode=link['xdp_mode'],
+                    interface={'name': link['ifname'], 'ifindex': link['ifindex'], 'netns': label,
+                               'peer_ifindex': meta['peer_ifindex']},
+                    maps=xdp_deploy.map_report(maps), counters=maps.counters(config),
+                    global_counters=maps.global_counters(), flows=maps.flow_count(limit=maps.limits.max_flows),
+                    limits=maps.limits.as_dict())
+
+    # -- absent --
+    def absent(self):
+        staging = os.path.isdir(self.pins.staging)
+        if not self.pins.exists():
+            if staging:
+                self.changes.append('remove staging pins %s' % self.pins.staging)
+                if not self.module.check_mode:
+                    self.pins.clear_staging()
+            return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path)
+        maps, meta = xdp_deploy.load_existing(self.pins)
+        before = []
+        if maps is not None:
+            before, _ = maps.read_config()
+            place = xdp_deploy.attachment(meta, self.pins.prog_id(xdp_deploy.PROG))
+            if place:
+                self.changes.append('detach from %s in %s' % (place['link']['ifname'], place['netns']))
+                if not self.module.check_mode:
+                    self.detach(place['netns_path'], place['link'], meta)
+            elif not self.module.check_mode:
+                self.detach_peer(meta)
+            maps.close()
+        elif not self.module.check_mode and self.p['interface']:
+            self._detach_by_params()
+        self.changes.append('remove pins %s' % self.pins.path)
+        if not self.module.check_mode:
+            self.pins.remove()
+        return dict(changed=True, changes=self.changes, pin_path=self.pins.path,
+                    diff={'before': {'services': before}, 'after': {'services': []}})
+
+    def _detach_by_params(self):
+        """Damaged pins: detach from the interface the user names, if our pinned program is what runs there."""
+        prog_id = self.pins.prog_id(xdp_deploy.PROG)
+        if not prog_id:
+            return
+        path, label = bpf_loader.resolve_netns(self.p['container'], self.p['netns'], self.module.run_command)
+        with bpf_loader.in_netns(path):
+            link = bpf_loader.link_info(self.p['interface'])
+            if link and link['xdp_prog_id'] == prog_id:
+                bpf_loader.xdp_detach(link['ifindex'], link['xdp_mode'])
+                self.changes.append('detach from %s in %s' % (link['ifname'], label))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type='str', default='xdp_lb'),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            interface=dict(type='str'),
+            container=dict(type='str'),
+            netns=dict(type='str'),
+            mode=dict(type='str', default='auto', choices=['auto', 'native', 'generic']),
+            force=dict(type='bool', default=False),
+            services=dict(type='list', elements='dict', options=dict(
+                vip=dict(type='str', required=True),
+                port=dict(type='int', required=True),
+                protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+                snat_ip=dict(type='str'),
+                backends=dict(type='list', elements='raw', required=True),
+            )),
+            max_services=dict(type='int', default=16),
+            max_backends=dict(type='int', default=64),
+            ring_size=dict(type='int', default=4099),
+            max_flows=dict(type='int', default=65536),
+            snat_port_range=dict(type='list', elements='int', default=[20000, 29999]),
+            bpf_sources=dict(type='dict'),
+        ),
+        mutually_exclusive=[('container', 'netns')],
+        required_if=[('state', 'present', ('interface', 'services'))],
+        supports_check_mode=True,
+    )
+    if os.geteuid() != 0:
+        module.fail_json(msg='xdp_proxy must run as root (become: true): loading BPF needs CAP_BPF and CAP_NET_ADMIN')
+    proxy = XdpProxy(module)
+    try:
+        bpf_loader.validate_name(module.params['name'])
+        if module.params['state'] == 'present':
+            bpf_loader.require_bcc()
+            result = proxy.present()
+        else:
+            result = proxy.absent()
+    except (LoaderError, ConfigError) as e:
+        proxy.fail(str(e))
+    except Exception as e:  # pylint: disable=broad-except
+        proxy.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+    for w in proxy.warnings:
+        module.warn(w)
+    module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
+
+
+if __name__ == '__main__':
+    main()

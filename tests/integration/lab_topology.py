@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A small lab of network namespaces for integration tests, without docker.
+
+    ebn-cl1, ebn-cl2 (clients) --+
+    ebn-lb  (XDP LB, the VIP)  --+-- bridge br0 inside ebn-sw
+    ebn-be1..N (backends)      --+
+
+The bridge lives in its own namespace so the host's iptables (dockerd's FORWARD DROP) never sees
+it. Addresses are 10.203.0.0/24, used only inside these namespaces.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import subprocess
+import sys
+import time
+
+PREFIX = 'ebn-'
+SUBNET = '10.203.0.'
+SWITCH = PREFIX + 'sw'
+
+
+def sh(*cmd, **kw):
+    check = kw.pop('check', True)
+    return subprocess.run(list(cmd), check=check, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, **kw)
+
+
+def nsexec(ns, *cmd, **kw):
+    return sh('ip', 'netns', 'exec', ns, *cmd, **kw)
+
+
+class Node(object):
+    def __init__(self, name, ip, hostif):
+        self.name = name
+        self.ns = PREFIX + name
+        self.ip = ip
+        self.hostif = hostif  # the switch-side veth
+        self.procs = []
+
+    def run(self, *cmd, **kw):
+        return nsexec(self.ns, *cmd, **kw)
+
+    def spawn(self, *cmd):
+        p = subprocess.Popen(['ip', 'netns', 'exec', self.ns] + list(cmd), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+
+class Topology(object):
+    def __init__(self, clients=2, backends=3, checksum_offload=True):
+        self.nodes = {}
+        self.clients = ['cl%d' % (i + 1) for i in range(clients)]
+        self.backends = ['be%d' % (i + 1) for i in range(backends)]
+        self.checksum_offload = checksum_offload
+
+    def ip(self, name):
+        return self.nodes[name].ip
+
+    def node(self, name):
+        return self.nodes[name]
+
+    def up(self):
+        self.down()
+        sh('ip', 'netns', 'add', SWITCH)
+        nsexec(SWITCH, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
+        nsexec(SWITCH, 'ip', 'link', 'set', 'br0', 'up')
+        plan = [('lb', 10)] + [(c, 100 + i) for i, c in enumerate(self.clients)] + \
+               [(b, 20 + i) for i, b in enumerate(self.backends)]
+        for i, (name, host) in enumerate(plan):
+            ns = PREFIX + name
+            hostif = 'ebnsw%d' % i
+            sh('ip', 'netns', 'add', ns)
+            sh('ip', 'link', 'add', hostif, 'netns', SWITCH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
+            nsexec(SWITCH, 'ip', 'link', 'set', hostif, 'master', 'br0', 'up')
+            nsexec(ns, 'ip', 'addr', 'add', '%s%d/24' % (SUBNET, host), 'dev', 'eth0')
+            nsexec(ns, 'ip', 'link', 'set', 'eth0', 'up')
+            nsexec(ns, 'ip', 'link', 'set', 'lo', 'up')
+            if not self.checksum_offload:
+                nsexec(ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'rx', 'off')
+                nsexec(SWITCH, 'ethtool', '-K', hostif, 'tx', 'off', 'rx', 'off')
+            self.nodes[name] = Node(name, '%s%d' % (SUBNET, host), hostif)
+        return self
+
+    def start_backends(self, port=80, udp_port=None):
+        server = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'backend_server.py')
+        for b in self.backends:
+            node = self.nodes[b]
+            args = [sys.executable, server, '--name', b, '--port', str(port)]
+            if udp_port:
+                args += ['--udp-port', str(udp_port)]
+            node.spawn(*args)
+        deadline = time.time() + 10
+        for b in self.backends:
+            while time.time() < deadline:
+                if self.nodes[b].run('ss', '-ltn', 'sport = :%d' % port).stdout.count('LISTEN'):
+                    break
+                time.sleep(0.1)
+
+    def down(self):
+        for node in self.nodes.values():
+            for p in node.procs:
+                p.kill()
+                p.wait()
+        self.nodes = {}
+        out = sh('ip', 'netns', 'list', check=False).stdout
+        for line in out.splitlines():
+            name = line.split()[0] if line.split() else ''
+            if name.startswith(PREFIX):
+                sh('ip', 'netns', 'del', name, check=False)
