@@ -201,3 +201,32 @@ def possible_cpus():
         elif part:
             count += 1
     return count or 1
+
+
+BPF_MAP_CREATE = 0
+BPF_PROG_LOAD = 5
+_INSN_RET0 = struct.pack('<BBhi', 0xb7, 0, 0, 0) + struct.pack('<BBhi', 0x95, 0, 0, 0)  # r0 = 0; exit
+
+
+def probe_prog_type(prog_type, expected_attach_type=0):
+    """True when the kernel loads a minimal program of this type ('return 0')."""
+    insns = ctypes.create_string_buffer(_INSN_RET0, len(_INSN_RET0))
+    lic = ctypes.create_string_buffer(b'GPL')
+    attr = struct.pack('=IIQQIIQII16sII', prog_type, 2, _ptr(insns), _ptr(lic), 0, 0, 0, 0, 0, b'', 0,
+                       expected_attach_type)
+    try:
+        fd, _ = _bpf(BPF_PROG_LOAD, attr, 'probe program type %d' % prog_type)
+    except BpfError:
+        return False
+    os.close(fd)
+    return True
+
+
+def probe_map_type(map_type, key_size=4, value_size=4, max_entries=4):
+    attr = struct.pack('=IIIII', map_type, key_size, value_size, max_entries, 0)
+    try:
+        fd, _ = _bpf(BPF_MAP_CREATE, attr, 'probe map type %d' % map_type)
+    except BpfError:
+        return False
+    os.close(fd)
+    return True

@@ -308,10 +308,12 @@ class LbMaps(object):
         live = self.services()
         wanted_keys = set(pack_service_key(s) for s in desired)
 
-        # services that go away stop taking new flows first
-        for key in live:
+        # services that go away stop taking new flows first; their flows in lb_conntrack carry the
+        # backend address themselves, so clearing the rows does not cut them
+        for key, value in live.items():
             if key not in wanted_keys:
                 bpf_syscall.map_delete(self.fds['lb_services'], key)
+                self._clear_rows(value[0])
         used = set(v[0] for k, v in live.items() if k in wanted_keys)
         free = [i for i in range(lim.max_services) if i not in used]
 
@@ -324,6 +326,7 @@ class LbMaps(object):
                 index = free.pop(0)
                 new_gen = 0
                 self._clear_rows(index)
+                self._reset_counters(index)
             rows = self.active_backends(index) if key in live else {}
             by_label = dict((backend_label(r), s) for s, r in rows.items())
             want_labels = set(backend_label(b) for b in svc['backends'])
@@ -346,9 +349,6 @@ class LbMaps(object):
                 if slot not in keep:
                     self._write_row(index, slot, None, None)
 
-        for key, value in live.items():
-            if key not in wanted_keys:
-                self._clear_rows(value[0])
 
     def _write_row(self, index, slot, be, mac):
         if be is None:
@@ -358,6 +358,14 @@ class LbMaps(object):
             raw = BACKEND.pack(ip_bytes(be['ip'], 'backend ip'), port_bytes(be['port']), mac_raw, 1,
                                1 if mac else 0, be['weight'])
         bpf_syscall.map_update(self.fds['lb_backends'], U32.pack(index * self.limits.max_backends + slot), raw)
+
+    def _reset_counters(self, index):
+        """A reused service row starts from zero, not from the counters of the service it had before."""
+        stride = (COUNTERS.size + 7) // 8 * 8
+        zeros = b'\0' * (stride * self.ncpus)
+        bpf_syscall.map_update(self.fds['lb_svc_stats'], U32.pack(index), zeros)
+        for slot in range(self.limits.max_backends):
+            bpf_syscall.map_update(self.fds['lb_be_stats'], U32.pack(index * self.limits.max_backends + slot), zeros)
 
     def _clear_rows(self, index):
         for slot in range(self.limits.max_backends):

@@ -66,9 +66,14 @@ options:
   mode:
     description:
       - XDP attach mode. C(native) runs in the driver; C(generic) in the stack after skb allocation,
-        slower but works on every device. C(auto) tries native, then generic.
-      - In native mode on a veth the host-side peer gets a tiny XDP_PASS program (pinned with the rest),
-        because veth only delivers XDP_TX frames when its peer runs XDP.
+        slower but works on every device. C(auto) tries native, then generic; on veth devices it picks
+        generic, see below.
+      - In native mode on a veth the peer gets a tiny XDP_PASS program (pinned with the rest), because
+        veth only delivers XDP_TX frames when its peer runs XDP.
+      - Native mode on veth needs tx checksum offload off on the senders (C(ethtool -K eth0 tx off)):
+        a veth frame handed to native XDP loses the "checksum not yet computed" mark, so packets sent
+        with offload carry only a partial checksum after the rewrite and are dropped by the receiver.
+        Generic mode keeps the mark and works either way.
     type: str
     choices: [auto, native, generic]
     default: auto
@@ -393,7 +398,14 @@ class XdpProxy(object):
         """Attach, atomically replacing what runs there now (ours, or a foreign program with force, both
         checked before). Returns (mode, peer ifindex given the pass program, or 0)."""
         wanted = self.p['mode']
-        modes = ['native', 'generic'] if wanted == 'auto' else [wanted]
+        if wanted != 'auto':
+            modes = [wanted]
+        elif link['kind'] == 'veth':
+            # native XDP on veth loses CHECKSUM_PARTIAL: with tx checksum offload on at the sender, the
+            # rewritten packets carry only a pseudo-header sum and the receiver drops them
+            modes = ['generic']
+        else:
+            modes = ['native', 'generic']
         errors = []
         with bpf_loader.in_netns(netns_path):
             for mode in modes:

@@ -1,0 +1,161 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: xdp_stats
+short_description: Read the counters and state of an XDP load balancer deployed by xdp_proxy
+version_added: 0.1.0
+description:
+  - Opens the pinned maps of an M(ebpf.networking.xdp_proxy) deployment and returns per-service
+    and per-backend counters (packets, bytes, new flows, replies, drops), global drop reasons,
+    the connection-table size and the maps' memory. Compiles nothing and changes nothing.
+author:
+  - ebpf.networking developers
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  name:
+    description: Name of the deployment (its pins are in C(/sys/fs/bpf/ebpf_networking/<name>/)).
+    type: str
+    default: xdp_lb
+  flows:
+    description: Also return up to this many connection-table entries (0 for none).
+    type: int
+    default: 0
+'''
+
+EXAMPLES = r'''
+- name: Show load balancer counters
+  ebpf.networking.xdp_stats:
+  register: lb
+
+- name: Print requests per backend
+  ansible.builtin.debug:
+    msg: "{{ lb.counters[0].backends | map(attribute='new_flows') | list }}"
+'''
+
+RETURN = r'''
+deployed:
+  description: Whether pins of this deployment exist.
+  returned: always
+  type: bool
+attached:
+  description: Where the program is attached, or null when it is not attached anywhere.
+  returned: when deployed
+  type: dict
+  sample: {interface: eth0, ifindex: 5, netns: "container:lb", mode: native}
+prog_id:
+  description: Kernel id of the pinned program.
+  returned: when deployed
+  type: int
+services:
+  description: Services and backends held in the maps.
+  returned: when deployed
+  type: list
+  elements: dict
+counters:
+  description: Per-service counters with a C(backends) list of per-backend counters.
+  returned: when deployed
+  type: list
+  elements: dict
+global_counters:
+  description: Packets dropped or passed for a reason (no_backend, no_neighbour, snat_ports_exhausted, ...).
+  returned: when deployed
+  type: dict
+flow_count:
+  description: Entries in the connection table (two per connection), and its capacity in C(limits.max_flows).
+  returned: when deployed
+  type: int
+flow_sample:
+  description: Up to I(flows) connection-table entries.
+  returned: when deployed and flows > 0
+  type: list
+  elements: dict
+maps:
+  description: Pinned maps with id, type, sizes and estimated kernel memory.
+  returned: when deployed
+  type: dict
+memory:
+  description: Estimated map memory in total, per configured backend slot and per connection.
+  returned: when deployed
+  type: dict
+'''
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
+    FLOW_KEY, NAT, PROTOCOL_NAMES, ip_str, port_int)
+
+
+def flow_sample(maps, limit):
+    out = []
+    fd = maps.fds['lb_conntrack']
+    for key in bpf_syscall.map_keys(fd, FLOW_KEY.size, limit=limit):
+        raw = bpf_syscall.map_lookup(fd, key, NAT.size)
+        if raw is None:
+            continue
+        saddr, daddr, sport, dport, proto = FLOW_KEY.unpack(key)
+        nsaddr, ndaddr, nsport, ndport, _, _, ifindex, svc, slot, reply = NAT.unpack(raw)
+        out.append({'from': '%s:%d' % (ip_str(saddr), port_int(sport)), 'to': '%s:%d' % (ip_str(daddr), port_int(dport)),
+                    'protocol': PROTOCOL_NAMES.get(proto, proto),
+                    'rewritten_from': '%s:%d' % (ip_str(nsaddr), port_int(nsport)),
+                    'rewritten_to': '%s:%d' % (ip_str(ndaddr), port_int(ndport)),
+                    'direction': 'reply' if reply else 'forward', 'backend_slot': slot})
+    return out
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(name=dict(type='str', default='xdp_lb'),
+                                              flows=dict(type='int', default=0)),
+                           supports_check_mode=True)
+    try:
+        pins = bpf_loader.PinSet(module.params['name'])
+        if not pins.exists():
+            module.exit_json(changed=False, deployed=False, pin_path=pins.path)
+        maps, meta = xdp_deploy.load_existing(pins)
+        if maps is None:
+            module.fail_json(msg='deployment %s is damaged (%s): run xdp_proxy with state=present to repair it, or '
+                                 'state=absent to remove it' % (module.params['name'], meta), pin_path=pins.path)
+        try:
+            prog_id = pins.prog_id(xdp_deploy.PROG)
+            place = xdp_deploy.attachment(meta, prog_id)
+            config, consistent = maps.read_config()
+            report = xdp_deploy.map_report(maps)
+            total = sum(m['memory_bytes_estimate'] for m in report.values())
+            per_backend = sum(report[n]['memory_bytes_estimate'] for n in ('lb_backends', 'lb_be_stats'))
+            result = dict(
+                changed=False, deployed=True, pin_path=pins.path, prog_id=prog_id,
+                attached={'interface': place['link']['ifname'], 'ifindex': place['link']['ifindex'],
+                          'netns': place['netns'], 'mode': place['link']['xdp_mode']} if place else None,
+                services=config, consistent=consistent, counters=maps.counters(config),
+                global_counters=maps.global_counters(),
+                flow_count=maps.flow_count(limit=maps.limits.max_flows), limits=maps.limits.as_dict(),
+                maps=report,
+                memory={'total_bytes': total,
+                        'per_backend_slot_bytes': per_backend // (maps.limits.max_services * maps.limits.max_backends),
+                        'per_connection_bytes': 2 * report['lb_conntrack']['memory_bytes_estimate']
+                        // maps.limits.max_flows})
+            if module.params['flows'] > 0:
+                result['flow_sample'] = flow_sample(maps, module.params['flows'])
+        finally:
+            maps.close()
+    except bpf_loader.LoaderError as e:
+        module.fail_json(msg=str(e))
+    except bpf_syscall.BpfError as e:
+        module.fail_json(msg='reading the pinned maps failed: %s (run as root)' % e, exception=traceback.format_exc())
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
