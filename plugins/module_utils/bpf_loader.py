@@ -501,5 +501,3 @@ def prime_neighbour(ip, port=9):
         pass
     finally:
         s.close()
-
-

@@ -45,6 +45,7 @@ PROG_TYPE_NAMES = {1: 'socket_filter', 5: 'tracepoint', 6: 'xdp', 13: 'sock_ops'
                    17: 'raw_tracepoint', 26: 'tracing'}
 
 _ATTR_SIZE = 128
+_RETURNS_BUFFER = (16,)  # BPF_PROG_QUERY: the kernel writes the count back into attr
 _libc = None
 
 
@@ -68,7 +69,7 @@ def _bpf(cmd, attr, what):
     if ret < 0:
         err = ctypes.get_errno()
         raise BpfError(err, '%s: %s' % (what, os.strerror(err)))
-    return ret, buf
+    return ret if cmd not in _RETURNS_BUFFER else buf
 
 
 def _ptr(buf):
@@ -78,7 +79,7 @@ def _ptr(buf):
 def obj_get(path):
     """Open a pinned program or map; returns an fd the caller closes."""
     cpath = ctypes.create_string_buffer(path.encode())
-    fd, _ = _bpf(BPF_OBJ_GET, struct.pack('=QII', _ptr(cpath), 0, 0), 'open pin %s' % path)
+    fd = _bpf(BPF_OBJ_GET, struct.pack('=QII', _ptr(cpath), 0, 0), 'open pin %s' % path)
     return fd
 
 
@@ -165,7 +166,7 @@ def prog_info(fd):
 
 
 def prog_fd_by_id(prog_id):
-    fd, _ = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack('=III', prog_id, 0, 0), 'program id %d' % prog_id)
+    fd = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack('=III', prog_id, 0, 0), 'program id %d' % prog_id)
     return fd
 
 
@@ -173,7 +174,7 @@ def prog_query(target_fd, attach_type, max_progs=64):
     """Program ids attached to a cgroup (or other target) for one attach type."""
     ids = (ctypes.c_uint32 * max_progs)()
     attr = struct.pack('=IIIIQI', target_fd, attach_type, 0, 0, ctypes.addressof(ids), max_progs)
-    _, buf = _bpf(BPF_PROG_QUERY, attr, 'query attached programs')
+    buf = _bpf(BPF_PROG_QUERY, attr, 'query attached programs')
     count = struct.unpack_from('=I', buf.raw, 24)[0]
     return list(ids[:min(count, max_progs)])
 
@@ -215,7 +216,7 @@ def probe_prog_type(prog_type, expected_attach_type=0):
     attr = struct.pack('=IIQQIIQII16sII', prog_type, 2, _ptr(insns), _ptr(lic), 0, 0, 0, 0, 0, b'', 0,
                        expected_attach_type)
     try:
-        fd, _ = _bpf(BPF_PROG_LOAD, attr, 'probe program type %d' % prog_type)
+        fd = _bpf(BPF_PROG_LOAD, attr, 'probe program type %d' % prog_type)
     except BpfError:
         return False
     os.close(fd)
@@ -225,7 +226,7 @@ def probe_prog_type(prog_type, expected_attach_type=0):
 def probe_map_type(map_type, key_size=4, value_size=4, max_entries=4):
     attr = struct.pack('=IIIII', map_type, key_size, value_size, max_entries, 0)
     try:
-        fd, _ = _bpf(BPF_MAP_CREATE, attr, 'probe map type %d' % map_type)
+        fd = _bpf(BPF_MAP_CREATE, attr, 'probe map type %d' % map_type)
     except BpfError:
         return False
     os.close(fd)

@@ -53,14 +53,14 @@ def build_table(backends, size):
         raise ValueError('Maglev table size %d is too small for %d backends' % (size, len(backends)))
     # sort by key so the table does not depend on the order the user listed backends in
     ordered = sorted(backends, key=lambda b: b[1])
-    params = [permutation_params(key, size) for _, key, _ in ordered]
+    params = [permutation_params(entry[1], size) for entry in ordered]
     next_index = [0] * len(ordered)
-    max_weight = max(w for _, _, w in ordered)
+    max_weight = max(entry[2] for entry in ordered)
     credit = [0] * len(ordered)
     table = [-1] * size
     filled = 0
     while True:
-        for i, (slot, _, weight) in enumerate(ordered):
+        for i, (slot, _key, weight) in enumerate(ordered):
             credit[i] += weight
             if credit[i] < max_weight:
                 continue

@@ -132,8 +132,8 @@ def normalize_services(services, limits, default_snat_ip):
         seen.add((vip, port, proto))
         if vip == snat_ip and limits.snat_port_min <= port <= limits.snat_port_max:
             raise ConfigError('%s: port %d lies in snat_port_range %d-%d on the same address; move the '
-                              'service port or the range' % (where, port, limits.snat_port_min,
-                                                              limits.snat_port_max))
+                              'service port or the range'
+                              % (where, port, limits.snat_port_min, limits.snat_port_max))
         backends = svc.get('backends') or []
         if not backends:
             raise ConfigError('%s (%s:%d/%s) has no backends: give at least one, or remove the service'
@@ -344,11 +344,10 @@ class LbMaps(object):
             self._write_ring(index, new_gen, table)
             bpf_syscall.map_update(self.fds['lb_services'], key,
                                    SERVICE.pack(index, new_gen, len(slots), ip_bytes(svc['snat_ip'], 'snat_ip')))
-            keep = set(s for s, _, _ in slots)
+            keep = set(entry[0] for entry in slots)
             for slot in rows:
                 if slot not in keep:
                     self._write_row(index, slot, None, None)
-
 
     def _write_row(self, index, slot, be, mac):
         if be is None:

@@ -28,7 +28,7 @@ description:
     replacing the attached program; that starts with an empty connection table.
   - The action plugin of this module ships the BPF sources from the collection to the target.
 author:
-  - ebpf.networking developers
+  - ebpf.networking developers (@ebpf-networking)
 requirements:
   - Linux with XDP and BPF LRU hash maps (4.18 or later), bpffs mounted at /sys/fs/bpf
   - bcc (python3-bpfcc) and kernel headers on the target, pyroute2
@@ -36,8 +36,10 @@ requirements:
 attributes:
   check_mode:
     support: full
+    description: Reports what would change, from the pins and the interface, without loading anything.
   diff_mode:
     support: full
+    description: Shows the services and backends before and after.
 options:
   name:
     description:
@@ -70,7 +72,7 @@ options:
         generic, see below.
       - In native mode on a veth the peer gets a tiny XDP_PASS program (pinned with the rest), because
         veth only delivers XDP_TX frames when its peer runs XDP.
-      - Native mode on veth needs tx checksum offload off on the senders (C(ethtool -K eth0 tx off)):
+      - Native mode on veth needs tx checksum offload off on the senders, C(ethtool -K eth0 tx off);
         a veth frame handed to native XDP loses the "checksum not yet computed" mark, so packets sent
         with offload carry only a partial checksum after the rewrite and are dropped by the receiver.
         Generic mode keeps the mark and works either way.
@@ -362,7 +364,7 @@ class XdpProxy(object):
                 if mac is None:
                     bpf_loader.prime_neighbour(ip)
                     import time  # pylint: disable=import-outside-toplevel
-                    for _ in range(10):
+                    for _attempt in range(10):
                         time.sleep(0.05)
                         mac = bpf_loader.neighbour_mac(ip, link['ifindex'])
                         if mac:
@@ -495,7 +497,7 @@ class XdpProxy(object):
                 continue
 
     def report(self, maps, link, label):
-        config, _ = maps.read_config()
+        config = maps.read_config()[0]
         meta = maps.read_meta()
         return dict(prog_id=self.pins.prog_id(xdp_deploy.PROG), attach_mode=link['xdp_mode'],
                     interface={'name': link['ifname'], 'ifindex': link['ifindex'], 'netns': label,
@@ -516,7 +518,7 @@ class XdpProxy(object):
         maps, meta = xdp_deploy.load_existing(self.pins)
         before = []
         if maps is not None:
-            before, _ = maps.read_config()
+            before = maps.read_config()[0]
             place = xdp_deploy.attachment(meta, self.pins.prog_id(xdp_deploy.PROG))
             if place:
                 self.changes.append('detach from %s in %s' % (place['link']['ifname'], place['netns']))

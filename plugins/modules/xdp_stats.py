@@ -16,12 +16,14 @@ description:
     and per-backend counters (packets, bytes, new flows, replies, drops), global drop reasons,
     the connection-table size and the maps' memory. Compiles nothing and changes nothing.
 author:
-  - ebpf.networking developers
+  - ebpf.networking developers (@ebpf-networking)
 attributes:
   check_mode:
     support: full
+    description: The module only reads, so check mode runs it in full.
   diff_mode:
     support: none
+    description: Nothing changes, so there is nothing to diff.
 options:
   name:
     description: Name of the deployment (its pins are in C(/sys/fs/bpf/ebpf_networking/<name>/)).
@@ -106,7 +108,7 @@ def flow_sample(maps, limit):
         if raw is None:
             continue
         saddr, daddr, sport, dport, proto = FLOW_KEY.unpack(key)
-        nsaddr, ndaddr, nsport, ndport, _, _, ifindex, svc, slot, reply = NAT.unpack(raw)
+        nsaddr, ndaddr, nsport, ndport, _smac, _dmac, _ifindex, _svc, slot, reply = NAT.unpack(raw)
         out.append({'from': '%s:%d' % (ip_str(saddr), port_int(sport)), 'to': '%s:%d' % (ip_str(daddr), port_int(dport)),
                     'protocol': PROTOCOL_NAMES.get(proto, proto),
                     'rewritten_from': '%s:%d' % (ip_str(nsaddr), port_int(nsport)),

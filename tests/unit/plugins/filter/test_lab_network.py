@@ -12,8 +12,8 @@ from ansible_collections.ebpf.networking.plugins.filter.lab_network import numbe
 
 def test_nth_host():
     assert subnet_host('172.30.0.0/24', 11) == '172.30.0.11'
-    assert number_hosts(['a', 'b'], '10.9.0.0/16', 300) == [{'name': 'a', 'ip': '10.9.1.44'},
-                                                             {'name': 'b', 'ip': '10.9.1.45'}]
+    expected = [{'name': 'a', 'ip': '10.9.1.44'}, {'name': 'b', 'ip': '10.9.1.45'}]
+    assert number_hosts(['a', 'b'], '10.9.0.0/16', 300) == expected
 
 
 @pytest.mark.parametrize('subnet,message', [

@@ -48,8 +48,8 @@ def rand_ip():
 def test_rewrite_keeps_ip_and_tcp_checksums_valid(seed):
     random.seed(seed)
     src, dst, nsrc, ndst = rand_ip(), rand_ip(), rand_ip(), rand_ip()
-    sport, dport, nsport, ndport = [random.randint(1, 65535) for _ in range(4)]
-    payload = bytes(random.getrandbits(8) for _ in range(random.randint(0, 41)))
+    sport, dport, nsport, ndport = [random.randint(1, 65535) for dummy in range(4)]
+    payload = bytes(random.getrandbits(8) for dummy in range(random.randint(0, 41)))
     seg = tcp_segment(src, dst, sport, dport, payload)
     ip = ip_header(src, dst, length=20 + len(seg))
 

@@ -53,9 +53,9 @@ def test_bad_input_is_named(services, message):
 
 
 def test_limits_are_enforced():
+    five_backends = [svc(backends=['10.0.1.%d' % i for i in range(1, 6)])]
     with pytest.raises(m.ConfigError, match='raise max_backends'):
-        m.normalize_services([svc(backends=['10.0.1.%d' % i for i in range(1, 6)])], m.Limits(max_backends=4,
-                                                                                               ring_size=101), '10.0.0.1')
+        m.normalize_services(five_backends, m.Limits(max_backends=4, ring_size=101), '10.0.0.1')
     with pytest.raises(m.ConfigError, match='raise max_services'):
         m.normalize_services([svc(port=p) for p in (80, 81)], m.Limits(max_services=1), '10.0.0.1')
     with pytest.raises(m.ConfigError, match='must be a prime'):

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Quick start 2: the whole test suite, as root on a Debian 12 machine (installs what it needs).
+#   sanity    ansible-test sanity on a copy under ansible_collections/ebpf/networking
+#   units     ansible-test units (pytest)
+#   host      the bpf_toolchain role on localhost (bcc, headers, bpffs) for the tests below
+#   integration  pytest tests/integration: modules against real namespaces, packets checked by scapy
+#   molecule  every scenario in extensions/molecule (default, xdp, ...)
+# Pick steps with TEST_STEPS="units integration"; MOLECULE_SCENARIOS="default" limits molecule.
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+steps=${TEST_STEPS:-sanity units host integration molecule}
+venv=$("$repo/scripts/bootstrap.sh") || exit 1
+export PATH="$venv/bin:$PATH" NO_COLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+work=${EBPF_NET_TEST_WORK:-/tmp/ebpf-networking-test}
+coll="$work/ansible_collections/ebpf/networking"
+passed=0; failed=0; failed_names=()
+
+step() {  # step NAME COMMAND...
+  local name=$1; shift
+  local start=$SECONDS
+  printf '\n==> %s\n' "$name"
+  if "$@"; then
+    passed=$((passed + 1)); printf '==> %s passed (%ss)\n' "$name" $((SECONDS - start))
+  else
+    failed=$((failed + 1)); failed_names+=("$name"); printf '==> %s FAILED (%ss)\n' "$name" $((SECONDS - start))
+  fi
+}
+
+copy_collection() {
+  rm -rf "$coll"; mkdir -p "$coll"
+  (cd "$repo" && { git ls-files -co --exclude-standard 2>/dev/null || find . -type f -not -path './.git/*'; } \
+    | rsync -a --files-from=- ./ "$coll/")
+}
+
+offline_get_pip() {
+  # ansible-test bootstraps pip in its venvs with a get-pip script it downloads from a host that is
+  # not reachable here; give it a stand-in that runs pip from a wheel fetched from PyPI.
+  local version=24.2 wheels=/opt/ebpf-networking/wheels
+  local script="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
+  [ -f "$script" ] && return 0
+  mkdir -p "$wheels" "$(dirname "$script")"
+  ls "$wheels"/pip-$version-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$wheels" "pip==$version"
+  sed "s|@WHEEL_DIR@|$wheels|; s|@VERSION@|$version|" "$repo/scripts/get_pip_offline.py" > "$script"
+}
+
+run_sanity() {
+  offline_get_pip && copy_collection && (cd "$coll" && ansible-test sanity --venv --python 3.11 --color no)
+}
+
+run_units() {
+  copy_collection && (cd "$coll" && ansible-test units --local --python 3.11 --color no)
+}
+
+run_host() {
+  "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/prepare-host.yml)
+}
+
+run_integration() {
+  copy_collection && (cd "$coll" && PYTHONPATH="$work" python -m pytest -p no:cacheprovider -v tests/integration)
+}
+
+run_molecule() {
+  local rc=0 s
+  "$repo/scripts/install-collection.sh" || return 1
+  for s in ${MOLECULE_SCENARIOS:-$(ls "$repo/extensions/molecule")}; do
+    [ -f "$repo/extensions/molecule/$s/molecule.yml" ] || continue
+    (cd "$repo" && molecule test -s "$s") || rc=1
+  done
+  return $rc
+}
+
+for s in $steps; do
+  case $s in
+    sanity) step sanity run_sanity ;;
+    units) step units run_units ;;
+    host) step host run_host ;;
+    integration) step integration run_integration ;;
+    molecule) step molecule run_molecule ;;
+    *) echo "unknown step $s"; failed=$((failed + 1)) ;;
+  esac
+done
+
+echo
+[ $failed -gt 0 ] && echo "failed steps: ${failed_names[*]}"
+echo "steps: $passed passed, $failed failed"
+[ $failed -eq 0 ]
