@@ -331,7 +331,8 @@ class XdpProxy(object):
                 if maps is not None:
                     maps.close()
                     maps = None
-                self.reload(limits, digest, desired, netns_path, label, link, ino, old_place)
+                self.reload(limits, digest, desired, netns_path, label, link, ino, old_place,
+                            meta if isinstance(meta, dict) else None)
             else:
                 if old_place:
                     self.detach(old_place['netns_path'], old_place['link'], meta)
@@ -341,6 +342,7 @@ class XdpProxy(object):
                         mode, peer = self.attach(prog_fd, netns_path, link)
                     finally:
                         os.close(prog_fd)
+                    self.drop_stale_peer(meta, peer)
                     maps.write_meta(digest, link['ifindex'], peer, ino, mode, link['ifname'], label)
                 if config_changes:
                     maps.apply(desired, self.mac_lookup(netns_path, link))
@@ -372,7 +374,7 @@ class XdpProxy(object):
                 return mac
         return lookup
 
-    def reload(self, limits, digest, desired, netns_path, label, link, ino, old_place):
+    def reload(self, limits, digest, desired, netns_path, label, link, ino, old_place, old_meta):
         bpf, fds = bpf_loader.compile_and_load(self.p['bpf_sources'], MAIN_SOURCE, limits.cflags(),
                                                {xdp_deploy.PROG: 'xdp', xdp_deploy.PEER_PROG: 'xdp'})
         try:
@@ -387,6 +389,7 @@ class XdpProxy(object):
             if old_place:
                 self.detach(old_place['netns_path'], old_place['link'], None)
             mode, peer = self.attach(fds[xdp_deploy.PROG], netns_path, link, peer_fd=fds[xdp_deploy.PEER_PROG])
+            self.drop_stale_peer(old_meta, peer)
             staged.write_meta(digest, link['ifindex'], peer, ino, mode, link['ifname'], label)
         except Exception:
             staged.close()
@@ -475,6 +478,12 @@ class XdpProxy(object):
             if expected_fd is not None:
                 os.close(expected_fd)
         return peer['ifindex']
+
+    def drop_stale_peer(self, old_meta, peer):
+        """After an attach, remove our pass program from a veth peer that no longer needs it (now generic
+        mode, or another interface)."""
+        if old_meta and old_meta.get('peer_ifindex') and old_meta['peer_ifindex'] != peer:
+            self.detach_peer(old_meta)
 
     def detach(self, netns_path, link, meta):
         with bpf_loader.in_netns(netns_path):
