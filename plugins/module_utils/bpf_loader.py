@@ -425,6 +425,43 @@ def candidate_netns():
     return paths
 
 
+def all_netns():
+    """Every network namespace in use: ours, the named ones, and those of running processes
+    (containers), one path each."""
+    seen = set()
+    paths = []
+    candidates = candidate_netns()
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            candidates.append('/proc/%s/ns/net' % pid)
+    for path in candidates:
+        try:
+            ino = netns_inode(path)
+        except OSError:
+            continue
+        if ino not in seen:
+            seen.add(ino)
+            paths.append(path)
+    return paths
+
+
+def find_xdp_attachments(prog_ids):
+    """[(netns path, link)] of interfaces anywhere that run one of prog_ids."""
+    wanted = set(i for i in prog_ids if i)
+    found = []
+    if not wanted:
+        return found
+    for path in all_netns():
+        try:
+            with in_netns(path):
+                with contextlib.closing(_iproute()) as ipr:
+                    links = [_describe_link(l) for l in ipr.get_links()]
+        except (LoaderError, OSError):
+            continue
+        found.extend((path, l) for l in links if l['xdp_prog_id'] in wanted)
+    return found
+
+
 def find_veth_peer(link, link_netns_path):
     """(netns path, peer link) of a veth's other end, searching candidate_netns(); None if not found.
 

@@ -285,10 +285,10 @@ class XdpProxy(object):
             consistent = True
             attached_here = False
             old_place = None
-            prog_id = None
+            # our program, even when the maps around it are damaged: it is not a foreign one
+            prog_id = self.pins.prog_id(xdp_deploy.PROG)
             if maps is not None:
                 before, consistent = maps.read_config()
-                prog_id = self.pins.prog_id(xdp_deploy.PROG)
                 attached_here = (link['xdp_prog_id'] == prog_id and meta['ifname'] == link['ifname']
                                  and meta['netns_ino'] == ino)
                 if not attached_here:
@@ -536,25 +536,20 @@ class XdpProxy(object):
             elif not self.module.check_mode:
                 self.detach_peer(meta)
             maps.close()
-        elif not self.module.check_mode and self.p['interface']:
-            self._detach_by_params()
+        else:
+            # damaged pins: no record of where we are attached, so look everywhere for our programs
+            ours = [self.pins.prog_id(xdp_deploy.PROG), self.pins.prog_id(xdp_deploy.PEER_PROG)]
+            for path, link in bpf_loader.find_xdp_attachments(ours):
+                self.changes.append('detach program %d from %s (netns %s)'
+                                    % (link['xdp_prog_id'], link['ifname'], path or 'host'))
+                if not self.module.check_mode:
+                    with bpf_loader.in_netns(path):
+                        bpf_loader.xdp_detach(link['ifindex'], link['xdp_mode'])
         self.changes.append('remove pins %s' % self.pins.path)
         if not self.module.check_mode:
             self.pins.remove()
         return dict(changed=True, changes=self.changes, pin_path=self.pins.path,
                     diff={'before': {'services': before}, 'after': {'services': []}})
-
-    def _detach_by_params(self):
-        """Damaged pins: detach from the interface the user names, if our pinned program is what runs there."""
-        prog_id = self.pins.prog_id(xdp_deploy.PROG)
-        if not prog_id:
-            return
-        path, label = bpf_loader.resolve_netns(self.p['container'], self.p['netns'], self.module.run_command)
-        with bpf_loader.in_netns(path):
-            link = bpf_loader.link_info(self.p['interface'])
-            if link and link['xdp_prog_id'] == prog_id:
-                bpf_loader.xdp_detach(link['ifindex'], link['xdp_mode'])
-                self.changes.append('detach from %s in %s' % (link['ifname'], label))
 
 
 def main():

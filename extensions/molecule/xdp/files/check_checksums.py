@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.networking developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -49,7 +48,7 @@ def main():
     at_backend = capture(a.pid, 'tcp and src host %s and dst host %s' % (a.lb_ip, a.backend_ip), '/tmp/ebn-backend.pcap')
     at_client = capture(a.client_pid, 'tcp and src host %s and dst host %s' % (a.vip, a.client_ip), '/tmp/ebn-client.pcap')
     time.sleep(1.5)
-    for _ in range(30):
+    for dummy in range(30):
         subprocess.run(['nsenter', '-t', a.client_pid, '-n', 'curl', '-s', '-m', '3', '-o', '/dev/null',
                         'http://%s/big.bin' % a.vip], check=False)
     time.sleep(1)

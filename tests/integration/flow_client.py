@@ -1,0 +1,63 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run inside a client namespace: open one kept-alive HTTP connection per given source port to a VIP,
+ask twice on each (all connections open at once), and print JSON with the backend each answer came
+from. Bounded: a few seconds of timeouts at most."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import argparse
+import json
+import socket
+
+
+def ask(sock):
+    sock.sendall(b'GET / HTTP/1.1\r\nHost: lb\r\n\r\n')
+    data = b''
+    while b'\r\n\r\n' not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise IOError('connection closed')
+        data += chunk
+    head, body = data.split(b'\r\n\r\n', 1)
+    length = int([h.split(b':')[1] for h in head.split(b'\r\n') if h.lower().startswith(b'content-length')][0])
+    while len(body) < length:
+        body += sock.recv(4096)
+    return body.decode().strip().replace('Hostname: ', '')
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--vip', required=True)
+    ap.add_argument('--port', type=int, default=80)
+    ap.add_argument('--sports', required=True, help='first:count')
+    args = ap.parse_args()
+    first, count = [int(x) for x in args.sports.split(':')]
+    conns, out = [], []
+    for sport in range(first, first + count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.settimeout(3)
+        entry = {'sport': sport}
+        try:
+            s.bind(('0.0.0.0', sport))
+            s.connect((args.vip, args.port))
+            entry['first'] = ask(s)
+        except (IOError, OSError) as e:
+            entry['error'] = str(e)
+        conns.append((s, entry))
+        out.append(entry)
+    for s, entry in conns:
+        if 'error' not in entry:
+            try:
+                entry['second'] = ask(s)
+            except (IOError, OSError) as e:
+                entry['error'] = 'second request: %s' % e
+        s.close()
+    print(json.dumps(out))
+
+
+if __name__ == '__main__':
+    main()
