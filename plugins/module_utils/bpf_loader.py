@@ -538,3 +538,73 @@ def prime_neighbour(ip, port=9):
         pass
     finally:
         s.close()
+
+
+# --- cgroup v2 attach (sock_ops) and map attach (sk_msg) -----------------------------------------
+
+BPF_F_ALLOW_MULTI = 2
+
+
+def cgroup2_root():
+    """The cgroup v2 mount: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on unified ones."""
+    m = mounts()
+    for path in ('/sys/fs/cgroup/unified', '/sys/fs/cgroup'):
+        if m.get(path) == 'cgroup2':
+            return path
+    for path, kind in sorted(m.items()):
+        if kind == 'cgroup2':
+            return path
+    return None
+
+
+def resolve_cgroup(cgroup=None, container=None, run_command=None):
+    """A cgroup v2 directory: given, a container's, or the root of the v2 hierarchy."""
+    root = cgroup2_root()
+    if root is None:
+        raise LoaderError('no cgroup v2 hierarchy is mounted: mount one (mount -t cgroup2 none '
+                          '/sys/fs/cgroup/unified) or boot with systemd.unified_cgroup_hierarchy')
+    if cgroup and container:
+        raise LoaderError('give either cgroup or container, not both')
+    if container:
+        pid = container_pid(container, run_command)
+        with open('/proc/%d/cgroup' % pid) as f:
+            for line in f:
+                if line.startswith('0::'):
+                    return os.path.normpath(root + '/' + line.strip()[3:])
+        raise LoaderError('container %s has no cgroup v2 membership (only v1 controllers): attach to the '
+                          'root %s instead' % (container, root))
+    if cgroup:
+        path = cgroup if cgroup.startswith('/') else os.path.join(root, cgroup)
+        if not os.path.isdir(path):
+            raise LoaderError('cgroup %s does not exist: create it (mkdir under %s) or leave cgroup unset to use '
+                              'the root' % (path, root))
+        if not os.path.realpath(path).startswith(os.path.realpath(root)):
+            raise LoaderError('%s is not in the cgroup v2 hierarchy mounted at %s (cgroup v1 cannot run sock_ops)'
+                              % (path, root))
+        return path
+    return root
+
+
+def cgroup_query(path, attach_type):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return bpf_syscall.prog_query(fd, attach_type)
+    finally:
+        os.close(fd)
+
+
+def cgroup_attach(path, prog_fd, attach_type):
+    """Attach alongside other programs (BPF_F_ALLOW_MULTI): never pushes someone else's out."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        bpf_syscall.prog_attach(fd, prog_fd, attach_type, BPF_F_ALLOW_MULTI)
+    finally:
+        os.close(fd)
+
+
+def cgroup_detach(path, prog_fd, attach_type):
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        bpf_syscall.prog_detach(fd, prog_fd, attach_type)
+    finally:
+        os.close(fd)

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Shared by bpf/sockops.bpf.c and bpf/sockredir.bpf.c; plugins/module_utils/sockmap_keys.py mirrors
+ * the key layout.
+ *
+ * Byte order, the subtle part: in both struct bpf_sock_ops and struct sk_msg_md, local_port is in
+ * host byte order, while remote_port is the 16-bit network-order port shifted into a __u32 (the
+ * kernel does that shift on little-endian), i.e. bpf_ntohl(remote_port) is the port in host order.
+ * Keys keep both ports in host order, so the two programs build the same key for the same socket.
+ * Addresses are kept as IPv6, IPv4 ones mapped (::ffff:a.b.c.d), so an AF_INET socket and an
+ * AF_INET6 dual-stack socket talking to it find each other.
+ */
+#ifndef EBPF_NETWORKING_SOCKMAP_H
+#define EBPF_NETWORKING_SOCKMAP_H
+
+#ifndef SOCKMAP_MAX_SOCKETS
+#define SOCKMAP_MAX_SOCKETS 65535
+#endif
+#ifndef SOCKMAP_MAX_PORTS
+#define SOCKMAP_MAX_PORTS 64
+#endif
+#ifndef SOCKMAP_MAX_CIDRS
+#define SOCKMAP_MAX_CIDRS 64
+#endif
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+
+struct sock_key {
+	__u32 local_ip[4];  /* network byte order words */
+	__u32 remote_ip[4];
+	__u32 local_port;   /* host byte order */
+	__u32 remote_port;  /* host byte order */
+};
+
+/* sockmap_config[0], written by user space */
+struct sockmap_config {
+	__u32 match_ports; /* 1: only sockets whose local or remote port is in sockmap_ports */
+	__u32 match_cidrs; /* 1: only sockets whose remote address is in sockmap_cidrs */
+};
+
+/* LPM trie key: prefix length over the mapped IPv6 address (so /8 of IPv4 is /104) */
+struct cidr_key {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* sockmap_meta[0], written by user space: identity of the loaded set and where it is attached */
+struct sockmap_meta {
+	__u8 source_sha256[32];
+	char cgroup[256];
+};
+
+enum sockmap_counter {
+	SOCKMAP_CNT_SOCKETS_ADDED = 0,
+	SOCKMAP_CNT_SOCKETS_SKIPPED,
+	SOCKMAP_CNT_MSGS_REDIRECTED,
+	SOCKMAP_CNT_BYTES_REDIRECTED,
+	SOCKMAP_CNT_MSGS_PASSED,
+	SOCKMAP_CNT_MAX,
+};
+
+/* bcc's BPF_SOCKHASH, pinned at a path so the two programs (two bcc modules) share one map */
+#define SOCKMAP_SOCKHASH_PINNED(_name, _key_type, _max_entries, _pinned) \
+	struct _name##_table_t { \
+		_key_type key; \
+		int leaf; \
+		int (*update)(_key_type *, int *); \
+		int (*delete)(_key_type *); \
+		int (*sock_hash_update)(void *, void *, u64); \
+		int (*msg_redirect_hash)(void *, void *, u64); \
+		int (*sk_redirect_hash)(void *, void *, u64); \
+		u32 max_entries; \
+	}; \
+	__attribute__((section("maps/sockhash:" _pinned))) \
+	struct _name##_table_t _name = { .max_entries = (_max_entries) }; \
+	BPF_ANNOTATE_KV_PAIR(_name, _key_type, int)
+
+/* Context fields must be read 4 bytes at a time; volatile stops clang merging two into one 8-byte load */
+#define SOCKMAP_CTX_U32(field) (*(volatile __u32 *)&(field))
+
+static __always_inline void sockmap_set_ip4(__u32 *dst, __u32 ip4)
+{
+	dst[0] = 0;
+	dst[1] = 0;
+	dst[2] = bpf_htonl(0x0000ffff);
+	dst[3] = ip4;
+}
+
+#endif

@@ -1,0 +1,442 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: sockmap_redirect
+short_description: Accelerate local TCP with sock_ops + sk_msg on a SOCKHASH
+version_added: 0.1.0
+description:
+  - Compiles C(bpf/sockops.bpf.c) and C(bpf/sockredir.bpf.c) with bcc, pins both programs and their
+    maps under C(/sys/fs/bpf/ebpf_networking/<name>/), attaches the C(sock_ops) program to a cgroup
+    v2 directory and the C(sk_msg) verdict program to the SOCKHASH.
+  - Every established TCP socket in that cgroup (and its children) that passes the I(ports) and
+    I(cidrs) filters goes into the SOCKHASH; a message sent on such a socket goes straight to its
+    peer socket's receive queue when the peer is in the map too (both ends on this host), skipping
+    the TCP/IP stack. Other traffic is untouched.
+  - Changing only the filters updates the maps in place and drops sockets that no longer match.
+    C(state=absent) detaches both programs and removes the pins, also when a crash left only part
+    of them; accelerated connections fall back to the normal path and keep working.
+  - The action plugin of this module ships the BPF sources from the collection to the target.
+author:
+  - ebpf.networking developers (@ebpf-networking)
+requirements:
+  - Linux with sock_ops, sk_msg and SOCKHASH (4.18+), a cgroup v2 mount, bpffs at /sys/fs/bpf
+  - bcc (python3-bpfcc) and kernel headers on the target
+attributes:
+  check_mode:
+    support: full
+    description: Reports what would change from the pins and the cgroup's attachments.
+  diff_mode:
+    support: full
+    description: Shows the filters before and after.
+options:
+  name:
+    description: Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
+    type: str
+    default: sockmap
+  state:
+    description: C(present) loads and attaches; C(absent) detaches and removes every pin.
+    type: str
+    choices: [present, absent]
+    default: present
+  cgroup:
+    description:
+      - cgroup v2 directory to attach the sock_ops program to, absolute or relative to the v2 mount.
+      - Default the root of the v2 hierarchy (C(/sys/fs/cgroup/unified) on hybrid hosts), which sees every
+        process's sockets.
+    type: str
+  container:
+    description: Attach to this docker container's cgroup v2 directory instead.
+    type: str
+  ports:
+    description:
+      - Accelerate only sockets whose local or remote port is in this list. Empty means every port; use
+        I(ports) or I(cidrs) so it does not grab every local connection.
+    type: list
+    elements: int
+    default: []
+  cidrs:
+    description: Accelerate only sockets whose remote address is in one of these networks (IPv4 or IPv6).
+    type: list
+    elements: str
+    default: []
+  max_sockets:
+    description: Capacity of the SOCKHASH; sockets beyond it are simply not accelerated.
+    type: int
+    default: 65535
+  bpf_sources:
+    description:
+      - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
+    type: dict
+notes:
+  - Redirected data bypasses netfilter, tc and tcpdump on the loopback or veth path.
+seealso:
+  - module: ebpf.networking.xdp_proxy
+'''
+
+EXAMPLES = r'''
+- name: Accelerate connections to and from port 80 on this host
+  ebpf.networking.sockmap_redirect:
+    ports: [80]
+
+- name: Only loopback traffic of one cgroup
+  ebpf.networking.sockmap_redirect:
+    name: app
+    cgroup: system.slice/app.service
+    cidrs: [127.0.0.0/8, ::1/128]
+
+- name: Turn it off
+  ebpf.networking.sockmap_redirect:
+    state: absent
+'''
+
+RETURN = r'''
+prog_ids:
+  description: Kernel ids of the sock_ops and sk_msg programs.
+  returned: state=present and not check mode
+  type: dict
+  sample: {sock_ops: 301, sk_msg: 302}
+cgroup:
+  description: The cgroup v2 directory the sock_ops program is attached to.
+  returned: always
+  type: str
+  sample: /sys/fs/cgroup/unified
+pin_path:
+  description: The bpffs directory holding the pins.
+  returned: always
+  type: str
+sockets:
+  description: Number of sockets in the SOCKHASH now.
+  returned: state=present and not check mode
+  type: int
+socket_sample:
+  description: Up to 20 sockets in the SOCKHASH, as local and remote address:port.
+  returned: state=present and not check mode
+  type: list
+  elements: dict
+counters:
+  description: sockets_added, sockets_skipped, msgs_redirected, bytes_redirected, msgs_passed.
+  returned: state=present and not check mode
+  type: dict
+ports:
+  description: The port filter as applied.
+  returned: state=present
+  type: list
+  elements: int
+cidrs:
+  description: The address filter as applied.
+  returned: state=present
+  type: list
+  elements: str
+changes:
+  description: What this run changed (or would change), one line each.
+  returned: always
+  type: list
+  elements: str
+'''
+
+import os
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_keys as sk
+from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+
+SOCKOPS, SKMSG = 'ebn_sockops', 'ebn_sk_msg'
+MAPS = ('sockmap_socks', 'sockmap_ports', 'sockmap_cidrs', 'sockmap_config', 'sockmap_stats', 'sockmap_meta')
+U32 = sk.CONFIG.__class__('=I')
+
+
+class Sockmap(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.pins = bpf_loader.PinSet(self.p['name'])
+        self.changes = []
+
+    def fail(self, msg, **kw):
+        self.module.fail_json(msg=msg, changes=self.changes, pin_path=self.pins.path,
+                              invocation=bpf_loader.invocation(self.p), **kw)
+
+    # -- reading the pins --
+    def open_maps(self, base=None):
+        fds = {}
+        try:
+            for name in MAPS:
+                fds[name] = bpf_syscall.obj_get(self.pins.map_path(name, base))
+        except bpf_syscall.BpfError:
+            close_all(fds)
+            return None
+        return fds
+
+    def read_state(self, fds):
+        meta = bpf_syscall.map_lookup(fds['sockmap_meta'], U32.pack(0), sk.META.size)
+        digest, cgroup = sk.META.unpack(meta)
+        ports = sorted(U32.unpack(k)[0] for k in bpf_syscall.map_keys(fds['sockmap_ports'], 4))
+        cidrs = sk.normalize_cidrs(sk.cidr_from_key(k) for k in bpf_syscall.map_keys(fds['sockmap_cidrs'],
+                                                                                       sk.CIDR_KEY.size))
+        return {'digest': digest, 'cgroup': cgroup.split(b'\0', 1)[0].decode(), 'ports': ports, 'cidrs': cidrs}
+
+    def attached_ids(self, cgroup):
+        try:
+            return bpf_loader.cgroup_query(cgroup, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
+        except (OSError, bpf_syscall.BpfError):
+            return []
+
+    # -- present --
+    def present(self):
+        p = self.p
+        if not p['bpf_sources'] or 'sockops.bpf.c' not in p['bpf_sources']:
+            self.fail('bpf_sources has no sockops.bpf.c: run this module through its action plugin (the '
+                      'ebpf.networking collection must be installed on the controller)')
+        if not 1 <= p['max_sockets'] <= 1048576:
+            self.fail('max_sockets %d is out of range: use 1-1048576' % p['max_sockets'])
+        ports = sk.normalize_ports(p['ports'])
+        cidrs = sk.normalize_cidrs(p['cidrs'])
+        bpf_loader.require_bpffs()
+        bpf_loader.require_bcc()
+        cgroup = bpf_loader.resolve_cgroup(p['cgroup'], p['container'], self.module.run_command)
+        sizes = ['-DSOCKMAP_MAX_SOCKETS=%d' % p['max_sockets'], '-DSOCKMAP_MAX_PORTS=%d' % max(64, len(ports)),
+                 '-DSOCKMAP_MAX_CIDRS=%d' % max(64, len(cidrs))]
+        digest = bpf_loader.source_digest(p['bpf_sources'], sizes)
+
+        if os.path.isdir(self.pins.staging):
+            self.changes.append('remove half-pinned staging directory left by an interrupted run')
+            if not self.module.check_mode:
+                self.pins.clear_staging()
+        fds = self.open_maps() if self.pins.exists() else None
+        state = self.read_state(fds) if fds else None
+        complete = fds is not None and self.pins.has_prog(SOCKOPS) and self.pins.has_prog(SKMSG)
+        if self.pins.exists() and not complete:
+            self.changes.append('replace damaged pins')
+        reload = not complete or state['digest'] != digest
+        if complete and reload:
+            self.changes.append('reload programs (source or sizes changed)')
+        elif not complete:
+            self.changes.append('load and pin programs in %s' % self.pins.path)
+        old_id = self.pins.prog_id(SOCKOPS)
+        attached_here = bool(old_id) and old_id in self.attached_ids(cgroup)
+        old_cgroup = state['cgroup'] if state else None
+        if old_cgroup and old_cgroup != cgroup and old_id in self.attached_ids(old_cgroup):
+            self.changes.append('detach sock_ops from %s' % old_cgroup)
+        if not attached_here or reload:
+            self.changes.append('attach sock_ops to %s' % cgroup)
+        before = {'ports': state['ports'], 'cidrs': state['cidrs']} if state else {'ports': [], 'cidrs': []}
+        after = {'ports': ports, 'cidrs': cidrs}
+        if before != after or reload:
+            self.changes.append('filters: ports %s, cidrs %s' % (ports or 'any', cidrs or 'any'))
+        result = dict(changed=bool(self.changes), changes=self.changes, cgroup=cgroup, pin_path=self.pins.path,
+                      ports=ports, cidrs=cidrs, diff={'before': before, 'after': after})
+        if self.module.check_mode or not self.changes:
+            if fds:
+                result.update(self.report(fds))
+                close_all(fds)
+            return result
+
+        try:
+            if reload:
+                if fds:
+                    close_all(fds)
+                    fds = None
+                self.reload(sizes, digest, cgroup, ports, cidrs, old_id, old_cgroup)
+            else:
+                if before != after:
+                    self.write_filters(fds, ports, cidrs)
+                    self.drop_unmatched(fds, ports, cidrs)
+                if not attached_here:
+                    prog_fd = self.pins.open_prog(SOCKOPS)
+                    try:
+                        bpf_loader.cgroup_attach(cgroup, prog_fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
+                    finally:
+                        os.close(prog_fd)
+                    self.write_meta(fds, state['digest'], cgroup)
+                if old_cgroup and old_cgroup != cgroup:
+                    self.detach_sockops(old_cgroup, old_id)
+        finally:
+            if fds:
+                close_all(fds)
+        fds = self.open_maps()
+        try:
+            result.update(self.report(fds))
+        finally:
+            close_all(fds)
+        return result
+
+    def reload(self, sizes, digest, cgroup, ports, cidrs, old_id, old_cgroup):
+        self.pins.clear_staging()
+        if not os.path.isdir(self.pins.root):
+            os.mkdir(self.pins.root, 0o700)
+        os.mkdir(self.pins.staging, 0o700)
+        pin_flag = ['-DSOCKMAP_PIN_DIR="%s"' % self.pins.staging]
+        attached = []
+        try:
+            # bcc creates and pins the maps (BPF_TABLE_PINNED) when compiling sockops; sockredir opens them
+            ops_bpf, ops_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockops.bpf.c', sizes + pin_flag,
+                                                           {SOCKOPS: 'sock_ops'})
+            msg_bpf, msg_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockredir.bpf.c',
+                                                           sizes + pin_flag, {SKMSG: 'sk_msg'})
+            bpf_syscall.obj_pin(ops_fds[SOCKOPS], self.pins.prog_path(SOCKOPS, self.pins.staging))
+            bpf_syscall.obj_pin(msg_fds[SKMSG], self.pins.prog_path(SKMSG, self.pins.staging))
+            fds = self.open_maps(self.pins.staging)
+            if fds is None:
+                raise LoaderError('bcc did not pin the maps under %s' % self.pins.staging)
+            try:
+                self.write_filters(fds, ports, cidrs)
+                self.write_meta(fds, digest, cgroup)
+                bpf_syscall.prog_attach(fds['sockmap_socks'], msg_fds[SKMSG], bpf_loader.ATTACH_SK_MSG_VERDICT)
+                bpf_loader.cgroup_attach(cgroup, ops_fds[SOCKOPS], bpf_loader.ATTACH_CGROUP_SOCK_OPS)
+                attached.append((cgroup, ops_fds[SOCKOPS]))
+            finally:
+                close_all(fds)
+            # the old program goes only once the new one is in place: no gap for new connections
+            if old_id:
+                self.detach_sockops(old_cgroup or cgroup, old_id)
+        except Exception:
+            for path, fd in attached:
+                bpf_loader.cgroup_detach(path, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
+            self.pins.clear_staging()
+            raise
+        self.pins.commit_staging()
+        del ops_bpf, msg_bpf
+
+    def write_filters(self, fds, ports, cidrs):
+        for k in bpf_syscall.map_keys(fds['sockmap_ports'], 4):
+            bpf_syscall.map_delete(fds['sockmap_ports'], k)
+        for k in bpf_syscall.map_keys(fds['sockmap_cidrs'], sk.CIDR_KEY.size):
+            bpf_syscall.map_delete(fds['sockmap_cidrs'], k)
+        for port in ports:
+            bpf_syscall.map_update(fds['sockmap_ports'], U32.pack(port), b'\x01')
+        for cidr in cidrs:
+            bpf_syscall.map_update(fds['sockmap_cidrs'], sk.cidr_key(cidr), b'\x01')
+        bpf_syscall.map_update(fds['sockmap_config'], U32.pack(0), sk.CONFIG.pack(1 if ports else 0, 1 if cidrs else 0))
+
+    def drop_unmatched(self, fds, ports, cidrs):
+        for k in bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size):
+            if not sk.socket_matches(k, ports, cidrs):
+                bpf_syscall.map_delete(fds['sockmap_socks'], k)
+
+    def write_meta(self, fds, digest, cgroup):
+        bpf_syscall.map_update(fds['sockmap_meta'], U32.pack(0), sk.META.pack(digest, cgroup.encode()[:255]))
+
+    def detach_sockops(self, cgroup, prog_id):
+        if not prog_id or prog_id not in self.attached_ids(cgroup):
+            return False
+        fd = bpf_syscall.prog_fd_by_id(prog_id)
+        try:
+            bpf_loader.cgroup_detach(cgroup, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
+        finally:
+            os.close(fd)
+        return True
+
+    def report(self, fds):
+        ncpus = bpf_syscall.possible_cpus()
+        raw_stats = {}
+        for i, name in enumerate(sk.COUNTERS):
+            raw = bpf_syscall.map_lookup(fds['sockmap_stats'], U32.pack(i), 8 * ncpus)
+            raw_stats[name] = sum(U64.unpack_from(raw, 8 * c)[0] for c in range(ncpus)) if raw else 0
+        keys = bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size, limit=self.p['max_sockets'])
+        return dict(prog_ids={'sock_ops': self.pins.prog_id(SOCKOPS), 'sk_msg': self.pins.prog_id(SKMSG)},
+                    sockets=len(keys), socket_sample=[sk.decode_key(k) for k in keys[:20]], counters=raw_stats,
+                    sockhash=bpf_syscall.map_info(fds['sockmap_socks']))
+
+    # -- absent --
+    def absent(self):
+        fds = self.open_maps() if self.pins.exists() else None
+        state = self.read_state(fds) if fds else None
+        if fds:
+            close_all(fds)
+        # where our sock_ops may be attached: the recorded cgroup, and the v2 root (the default)
+        cgroups = [c for c in ((state or {}).get('cgroup'), bpf_loader.cgroup2_root()) if c]
+        ours = set(i for i in (self.pins.prog_id(SOCKOPS),) if i)
+        for cgroup in dict.fromkeys(cgroups):
+            for prog_id in self.attached_ids(cgroup):
+                if prog_id in ours or (not ours and self.is_orphan(prog_id)):
+                    self.changes.append('detach sock_ops program %d from %s' % (prog_id, cgroup))
+                    if not self.module.check_mode:
+                        self.detach_sockops(cgroup, prog_id)
+        if self.pins.exists() or os.path.isdir(self.pins.staging):
+            self.changes.append('remove pins %s (the SOCKHASH and its sk_msg attachment go with them)'
+                                % self.pins.path)
+            if not self.module.check_mode:
+                self.detach_sk_msg()
+                self.pins.remove()
+        return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path,
+                    cgroup=(state or {}).get('cgroup'))
+
+    def is_orphan(self, prog_id):
+        """A sock_ops program of ours whose pins are gone (a crash): ours by name, pinned nowhere."""
+        try:
+            fd = bpf_syscall.prog_fd_by_id(prog_id)
+        except bpf_syscall.BpfError:
+            return False
+        try:
+            info = bpf_syscall.prog_info(fd)
+        finally:
+            os.close(fd)
+        if info['name'] != SOCKOPS[:15]:
+            return False
+        for other in bpf_loader.list_deployments():
+            if other != self.p['name'] and bpf_loader.PinSet(other).prog_id(SOCKOPS) == prog_id:
+                return False
+        return True
+
+    def detach_sk_msg(self):
+        if not (self.pins.has_prog(SKMSG) and os.path.exists(self.pins.map_path('sockmap_socks'))):
+            return
+        prog_fd = self.pins.open_prog(SKMSG)
+        map_fd = self.pins.open_map('sockmap_socks')
+        try:
+            bpf_syscall.prog_detach(map_fd, prog_fd, bpf_loader.ATTACH_SK_MSG_VERDICT)
+        except bpf_syscall.BpfError:
+            pass  # not attached: nothing to undo
+        finally:
+            os.close(prog_fd)
+            os.close(map_fd)
+
+
+U64 = sk.CONFIG.__class__('=Q')
+
+
+def close_all(fds):
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type='str', default='sockmap'),
+            state=dict(type='str', default='present', choices=['present', 'absent']),
+            cgroup=dict(type='str'),
+            container=dict(type='str'),
+            ports=dict(type='list', elements='int', default=[]),
+            cidrs=dict(type='list', elements='str', default=[]),
+            max_sockets=dict(type='int', default=65535),
+            bpf_sources=dict(type='dict'),
+        ),
+        mutually_exclusive=[('cgroup', 'container')],
+        supports_check_mode=True,
+    )
+    if os.geteuid() != 0:
+        module.fail_json(msg='sockmap_redirect must run as root (become: true): loading BPF needs CAP_BPF/CAP_NET_ADMIN')
+    sockmap = Sockmap(module)
+    try:
+        bpf_loader.validate_name(module.params['name'])
+        result = sockmap.present() if module.params['state'] == 'present' else sockmap.absent()
+    except (LoaderError, sk.SockmapConfigError) as e:
+        sockmap.fail(str(e))
+    except Exception as e:  # pylint: disable=broad-except
+        sockmap.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+    module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
+
+
+if __name__ == '__main__':
+    main()
