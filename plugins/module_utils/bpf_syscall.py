@@ -31,6 +31,7 @@ BPF_OBJ_GET = 7
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
 BPF_PROG_GET_FD_BY_ID = 13
+BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
 
@@ -165,9 +166,23 @@ def prog_info(fd):
     return {'type': PROG_TYPE_NAMES.get(ptype, str(ptype)), 'type_id': ptype, 'id': pid, 'tag': tag, 'name': name}
 
 
+def prog_map_ids(fd, max_maps=32):
+    """Ids of the maps a program uses."""
+    ids = (ctypes.c_uint32 * max_maps)()
+    ibuf = ctypes.create_string_buffer(80)
+    struct.pack_into('=IQ', ibuf, 52, max_maps, ctypes.addressof(ids))
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack('=IIQ', fd, 80, _ptr(ibuf)), 'object info')
+    count = struct.unpack_from('=I', ibuf.raw, 52)[0]
+    return list(ids[:min(count, max_maps)])
+
+
 def prog_fd_by_id(prog_id):
     fd = _bpf(BPF_PROG_GET_FD_BY_ID, struct.pack('=III', prog_id, 0, 0), 'program id %d' % prog_id)
     return fd
+
+
+def map_fd_by_id(map_id):
+    return _bpf(BPF_MAP_GET_FD_BY_ID, struct.pack('=III', map_id, 0, 0), 'map id %d' % map_id)
 
 
 def prog_query(target_fd, attach_type, max_progs=64):

@@ -120,4 +120,3 @@ def socket_matches(raw_key, ports, cidrs):
                 return True
         return False
     return True
-

@@ -89,7 +89,7 @@ EXAMPLES = r'''
   ebpf.networking.sockmap_redirect:
     name: app
     cgroup: system.slice/app.service
-    cidrs: [127.0.0.0/8, ::1/128]
+    cidrs: [127.0.0.0/8, '::1/128']
 
 - name: Turn it off
   ebpf.networking.sockmap_redirect:
@@ -142,6 +142,7 @@ changes:
 '''
 
 import os
+import struct
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -149,9 +150,11 @@ from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader,
 from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_keys as sk
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 
-SOCKOPS, SKMSG = 'ebn_sockops', 'ebn_sk_msg'
+SOCKOPS = 'ebn_sockops'
+SKMSG = 'ebn_sk_msg'
 MAPS = ('sockmap_socks', 'sockmap_ports', 'sockmap_cidrs', 'sockmap_config', 'sockmap_stats', 'sockmap_meta')
-U32 = sk.CONFIG.__class__('=I')
+U32 = struct.Struct('=I')
+U64 = struct.Struct('=Q')
 
 
 class Sockmap(object):
@@ -180,8 +183,8 @@ class Sockmap(object):
         meta = bpf_syscall.map_lookup(fds['sockmap_meta'], U32.pack(0), sk.META.size)
         digest, cgroup = sk.META.unpack(meta)
         ports = sorted(U32.unpack(k)[0] for k in bpf_syscall.map_keys(fds['sockmap_ports'], 4))
-        cidrs = sk.normalize_cidrs(sk.cidr_from_key(k) for k in bpf_syscall.map_keys(fds['sockmap_cidrs'],
-                                                                                       sk.CIDR_KEY.size))
+        cidr_keys = bpf_syscall.map_keys(fds['sockmap_cidrs'], sk.CIDR_KEY.size)
+        cidrs = sk.normalize_cidrs(sk.cidr_from_key(k) for k in cidr_keys)
         return {'digest': digest, 'cgroup': cgroup.split(b'\0', 1)[0].decode(), 'ports': ports, 'cidrs': cidrs}
 
     def attached_ids(self, cgroup):
@@ -298,6 +301,7 @@ class Sockmap(object):
             # the old program goes only once the new one is in place: no gap for new connections
             if old_id:
                 self.detach_sockops(old_cgroup or cgroup, old_id)
+                self.clear_sockets(self.pins.path)  # those sockets go back to the normal path
         except Exception:
             for path, fd in attached:
                 bpf_loader.cgroup_detach(path, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
@@ -360,12 +364,15 @@ class Sockmap(object):
                 if prog_id in ours or (not ours and self.is_orphan(prog_id)):
                     self.changes.append('detach sock_ops program %d from %s' % (prog_id, cgroup))
                     if not self.module.check_mode:
+                        if not self.pins.exists() or not os.path.exists(self.pins.map_path('sockmap_socks')):
+                            self.clear_sockhash_of(prog_id)  # pins lost: find the map through the program
                         self.detach_sockops(cgroup, prog_id)
         if self.pins.exists() or os.path.isdir(self.pins.staging):
             self.changes.append('remove pins %s (the SOCKHASH and its sk_msg attachment go with them)'
                                 % self.pins.path)
             if not self.module.check_mode:
                 self.detach_sk_msg()
+                self.clear_sockets(self.pins.path)
                 self.pins.remove()
         return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path,
                     cgroup=(state or {}).get('cgroup'))
@@ -387,6 +394,34 @@ class Sockmap(object):
                 return False
         return True
 
+    def clear_sockets(self, base):
+        """Empty a SOCKHASH. Each socket in it holds the sk_msg program, which holds the map: without
+        this, unpinning leaves that cycle (and the accelerated sockets) alive."""
+        path = self.pins.map_path('sockmap_socks', base)
+        if not os.path.exists(path):
+            return
+        fd = bpf_syscall.obj_get(path)
+        try:
+            for k in bpf_syscall.map_keys(fd, sk.KEY.size):
+                bpf_syscall.map_delete(fd, k)
+        finally:
+            os.close(fd)
+
+    def clear_sockhash_of(self, prog_id):
+        fd = bpf_syscall.prog_fd_by_id(prog_id)
+        try:
+            map_ids = bpf_syscall.prog_map_ids(fd)
+        finally:
+            os.close(fd)
+        for map_id in map_ids:
+            mfd = bpf_syscall.map_fd_by_id(map_id)
+            try:
+                if bpf_syscall.map_info(mfd)['name'] == 'sockmap_socks':
+                    for k in bpf_syscall.map_keys(mfd, sk.KEY.size):
+                        bpf_syscall.map_delete(mfd, k)
+            finally:
+                os.close(mfd)
+
     def detach_sk_msg(self):
         if not (self.pins.has_prog(SKMSG) and os.path.exists(self.pins.map_path('sockmap_socks'))):
             return
@@ -399,9 +434,6 @@ class Sockmap(object):
         finally:
             os.close(prog_fd)
             os.close(map_fd)
-
-
-U64 = sk.CONFIG.__class__('=Q')
 
 
 def close_all(fds):

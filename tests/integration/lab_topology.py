@@ -81,6 +81,8 @@ class Topology(object):
             nsexec(ns, 'ip', 'addr', 'add', '%s%d/24' % (SUBNET, host), 'dev', 'eth0')
             nsexec(ns, 'ip', 'link', 'set', 'eth0', 'up')
             nsexec(ns, 'ip', 'link', 'set', 'lo', 'up')
+            # tests bind fixed source ports below this range; curl's own ports must never take them
+            nsexec(ns, 'sysctl', '-qw', 'net.ipv4.ip_local_port_range=50000 60999')
             if not self.checksum_offload:
                 nsexec(ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'rx', 'off')
                 nsexec(SWITCH, 'ethtool', '-K', hostif, 'tx', 'off', 'rx', 'off')
