@@ -21,7 +21,7 @@ description:
     garble addresses.
   - With I(vmlinux) (or one found in the usual debug-symbol places) locations and stack frames also
     get source file and line, inlined frames included, as the kernel's faddr2line does.
-  - Nothing is pinned: the tracepoint attachment belongs to the module's process and goes with it.
+  - Nothing is pinned. The tracepoint attachment belongs to the module's process and goes with it.
 author:
   - ebpf.networking developers (@ebpf-networking)
 requirements:
@@ -147,7 +147,7 @@ stats:
 
 import ctypes
 import os
-import subprocess
+import threading
 import time
 import traceback
 
@@ -257,24 +257,23 @@ class Tracer(object):
             bpf['drop_events'].open_perf_buffer(on_event, page_cnt=64, lost_cb=on_lost)
             command_result = None
             deadline = time.time() + self.p['duration']
-            proc = None
+            runner = None
             if self.p['command'] and not self.module.check_mode:
-                proc = subprocess.Popen(self.p['command'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        universal_newlines=True)
+                runner = CommandRunner(self.module, self.p['command'], self.p['duration'])
+                runner.start()
             while time.time() < deadline and len(events) < self.p['max_events']:
                 bpf.perf_buffer_poll(timeout=100)
-                if proc is not None and proc.poll() is not None:
+                if runner is not None and not runner.is_alive():
                     # the command is done: drain what its last packets caused, then stop
                     grace = time.time() + 0.5
                     while time.time() < grace:
                         bpf.perf_buffer_poll(timeout=50)
                     break
-            if proc is not None:
-                if proc.poll() is None:
-                    proc.kill()
-                    self.warnings.append('command still ran after duration %ss and was killed' % self.p['duration'])
-                out, err = proc.communicate()
-                command_result = {'rc': proc.returncode, 'stdout': out[-4000:], 'stderr': err[-4000:]}
+            if runner is not None:
+                runner.join(5)
+                command_result = runner.result
+                if command_result.get('rc') == 124:
+                    self.warnings.append('command still ran after duration %ss and was stopped' % self.p['duration'])
             records = [self.describe(drop_trace.decode_event(raw, names), bpf, kallsyms, lines) for raw in events]
             seen = self.counter(bpf, 0)
             reported = self.counter(bpf, 1)
@@ -317,6 +316,22 @@ class Tracer(object):
             if lines is not None:
                 ev['stack_source'] = [source_of(lines, f) for f in ev['stack']]
         return ev
+
+
+class CommandRunner(threading.Thread):
+    """Runs the command through module.run_command while the main thread reads events. coreutils'
+    timeout bounds it by the trace's duration."""
+
+    def __init__(self, module, argv, duration):
+        super(CommandRunner, self).__init__()
+        self.daemon = True
+        self.module = module
+        self.argv = ['timeout', '--kill-after=2', '%g' % duration] + list(argv)
+        self.result = {}
+
+    def run(self):
+        rc, out, err = self.module.run_command(self.argv)
+        self.result = {'rc': rc, 'stdout': out[-4000:], 'stderr': err[-4000:]}
 
 
 def source_of(lines, location):

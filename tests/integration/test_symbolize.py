@@ -19,17 +19,17 @@ SOURCE = r'''
 #include <stdio.h>
 static inline __attribute__((always_inline)) int twice(int x)
 {
-	return x * 2;
+    return x * 2;
 }
 int compute(int v)
 {
-	int r = twice(v) + 1;
-	printf("%d\n", r);
-	return r;
+    int r = twice(v) + 1;
+    printf("%d\n", r);
+    return r;
 }
 int main(int argc, char **argv)
 {
-	return compute(argc);
+    return compute(argc);
 }
 '''
 
