@@ -53,8 +53,8 @@ def test_names_the_iptables_drop_with_location_and_stack(dropping_netns):
     assert any(f.startswith('nf_hook_slow+') for f in top['stack'])
     assert any(f.startswith('__ip_local_out+') for f in top['stack'])
     rec = result['records'][0]
-    assert (rec['comm'], rec['protocol'], rec['dst'], rec['dport'], rec['src']) == ('curl', 'tcp', TARGET, 8080,
-                                                                                   '10.204.0.1')
+    expected = ('curl', 'tcp', TARGET, 8080, '10.204.0.1')
+    assert (rec['comm'], rec['protocol'], rec['dst'], rec['dport'], rec['src']) == expected
     assert result['stats']['drops_reported'] == len(result['records'])
     assert result['symbolizer']['line_info']['available'] in (True, False)
 

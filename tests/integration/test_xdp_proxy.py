@@ -129,6 +129,25 @@ def test_two_clients_sharing_source_ports_never_collide(lab, xdp):
     assert again['changed'] and set(curl_hosts(lab, 'cl1', 30)) == {'be1', 'be2', 'be3'}
 
 
+def test_full_connection_table_evicts_instead_of_failing(lab, xdp):
+    """max_flows=64 holds 32 connections; 120 connections in a row must all work, the table stays
+    bounded, and no insert fails (LRU eviction)."""
+    result = xdp(name='lrutest', netns='ebn-lb', interface='eth0', mode='generic', force=True, max_flows=64,
+                 services=services(lab))
+    assert not result.get('failed'), result.get('msg')
+    assert result['maps']['lb_conntrack']['max_entries'] == 64
+    answers = curl_hosts(lab, 'cl1', 120)
+    assert len(answers) == 120 and 'FAILED' not in answers
+    stats = run_module('xdp_stats', {'name': 'lrutest'})
+    assert 0 < stats['flow_count'] <= 64
+    assert stats['global_counters']['flow_insert_failed'] == 0
+    tcp = [c for c in stats['counters'] if c['service'].endswith(':80/tcp')][0]
+    assert tcp['new_flows'] >= 120
+    assert run_module('xdp_proxy', {'name': 'lrutest', 'state': 'absent'})['changed']
+    again = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    assert again['changed'] and set(curl_hosts(lab, 'cl1', 30)) == {'be1', 'be2', 'be3'}
+
+
 @pytest.mark.parametrize('args,message', [
     ({'netns': 'ebn-lb', 'interface': 'nope0'}, 'interface nope0 does not exist in netns:ebn-lb'),
     ({'netns': 'ebn-missing', 'interface': 'eth0'}, 'network namespace ebn-missing does not exist'),
