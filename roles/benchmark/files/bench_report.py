@@ -51,8 +51,8 @@ def svg_chart(groups, path):
         for i, (label, value, unit) in enumerate(bars):
             w = int(420 * value / top)
             out.append('<text x="10" y="%d">%s</text>' % (y + 15, label))
-            out.append('<rect x="200" y="%d" width="%d" height="%d" fill="%s"/>' % (y + 3, w, bar_h - 6,
-                                                                                 colours[i % len(colours)]))
+            colour = colours[i % len(colours)]
+            out.append('<rect x="200" y="%d" width="%d" height="%d" fill="%s"/>' % (y + 3, w, bar_h - 6, colour))
             out.append('<text x="%d" y="%d">%s %s</text>' % (205 + w, y + 15, '{:,.0f}'.format(value), unit))
             y += bar_h
         y += bar_h - 4
@@ -119,8 +119,9 @@ def main():
 
     print('profile %s, kernel %s, %s CPUs, XDP %s' % (raw['profile'], raw['kernel'], raw['cpus'], raw['xdp_mode']))
     for t in ('direct', 'nginx', 'xdp'):
-        print('HTTP %-7s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms%s' % (t, h[t]['rps'], h[t]['p50_ms'] or 0,
-                                                                     h[t]['p99_ms'] or 0, '  ERRORS' if h[t]['errors'] else ''))
+        flag = '  ERRORS' if h[t]['errors'] else ''
+        print('HTTP %-7s %9.0f req/s  p50 %6.2f ms  p99 %7.2f ms%s'
+              % (t, h[t]['rps'], h[t]['p50_ms'] or 0, h[t]['p99_ms'] or 0, flag))
     for k in sorted(lo):
         print('local %-17s %10.0f ops/s %9.1f MB/s' % (k, lo[k]['ops_per_sec'], lo[k]['mbytes_per_sec']))
     print('drop trace: untraced %.0f req/s, traced %.0f req/s' % (tr['untraced_rps'], tr['traced_rps']))
