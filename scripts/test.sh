@@ -5,10 +5,11 @@
 #   host      the bpf_toolchain role on localhost (bcc, headers, bpffs) for the tests below
 #   integration  pytest tests/integration: modules against real namespaces, packets checked by scapy
 #   molecule  every scenario in extensions/molecule (default, xdp, ...)
+#   benchmark the quick benchmark profile on the lab (ratios are reported; missing numbers fail), then teardown
 # Pick steps with TEST_STEPS="units integration"; MOLECULE_SCENARIOS="default" limits molecule.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-steps=${TEST_STEPS:-sanity units host integration molecule}
+steps=${TEST_STEPS:-sanity units host integration molecule benchmark}
 venv=$("$repo/scripts/bootstrap.sh") || exit 1
 export PATH="$venv/bin:$PATH" NO_COLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 work=${EBPF_NET_TEST_WORK:-/tmp/ebpf-networking-test}
@@ -69,6 +70,14 @@ run_molecule() {
   return $rc
 }
 
+run_benchmark() {
+  "$repo/scripts/install-collection.sh" || return 1
+  local rc=0
+  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/benchmark.yml -e benchmark_profile=quick) || rc=1
+  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/teardown.yml) || rc=1
+  return $rc
+}
+
 for s in $steps; do
   case $s in
     sanity) step sanity run_sanity ;;
@@ -76,6 +85,7 @@ for s in $steps; do
     host) step host run_host ;;
     integration) step integration run_integration ;;
     molecule) step molecule run_molecule ;;
+    benchmark) step benchmark run_benchmark ;;
     *) echo "unknown step $s"; failed=$((failed + 1)) ;;
   esac
 done

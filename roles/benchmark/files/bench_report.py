@@ -131,6 +131,11 @@ def main():
         print('%-4s %s: %s (%s)' % ('MET' if c['met'] else 'MISS', c['target'], c['ratio'], c['bound']))
     print('XDP map memory: %s' % raw['xdp_memory'])
     print('written: %s/result.json %s/chart.svg' % (outdir, outdir))
+    # targets are reported, not enforced; a measurement that did not happen is a failure
+    broken = [t for t in h if not h[t]['rps'] or h[t]['errors']] + [k for k in lo if not lo[k]['ops_per_sec']]
+    if broken or not tr['traced_rps']:
+        print('FAILED measurements: %s' % (broken or ['drop trace']))
+        sys.exit(1)
 
 
 if __name__ == '__main__':
