@@ -19,7 +19,7 @@ if ! grep -q 'ID=debian' /etc/os-release 2>/dev/null; then
 fi
 
 need_pkgs=()
-for p in python3-venv python3-pip git rsync shellcheck; do
+for p in python3-venv python3-pip git rsync shellcheck curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
