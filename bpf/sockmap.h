@@ -82,6 +82,15 @@ enum sockmap_counter {
 /* Context fields must be read 4 bytes at a time; volatile stops clang merging two into one 8-byte load */
 #define SOCKMAP_CTX_U32(field) (*(volatile __u32 *)&(field))
 
+/* copy an IPv6 address out of the context, 4 bytes per load */
+#define SOCKMAP_COPY_IP6(dst, ctx_words) \
+	do { \
+		(dst)[0] = SOCKMAP_CTX_U32((ctx_words)[0]); \
+		(dst)[1] = SOCKMAP_CTX_U32((ctx_words)[1]); \
+		(dst)[2] = SOCKMAP_CTX_U32((ctx_words)[2]); \
+		(dst)[3] = SOCKMAP_CTX_U32((ctx_words)[3]); \
+	} while (0)
+
 static __always_inline void sockmap_set_ip4(__u32 *dst, __u32 ip4)
 {
 	dst[0] = 0;

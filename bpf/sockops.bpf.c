@@ -53,14 +53,8 @@ int ebn_sockops(struct bpf_sock_ops *skops)
 		sockmap_set_ip4(key.local_ip, skops->local_ip4);
 		sockmap_set_ip4(key.remote_ip, skops->remote_ip4);
 	} else if (skops->family == AF_INET6) {
-		key.local_ip[0] = SOCKMAP_CTX_U32(skops->local_ip6[0]);
-		key.local_ip[1] = SOCKMAP_CTX_U32(skops->local_ip6[1]);
-		key.local_ip[2] = SOCKMAP_CTX_U32(skops->local_ip6[2]);
-		key.local_ip[3] = SOCKMAP_CTX_U32(skops->local_ip6[3]);
-		key.remote_ip[0] = SOCKMAP_CTX_U32(skops->remote_ip6[0]);
-		key.remote_ip[1] = SOCKMAP_CTX_U32(skops->remote_ip6[1]);
-		key.remote_ip[2] = SOCKMAP_CTX_U32(skops->remote_ip6[2]);
-		key.remote_ip[3] = SOCKMAP_CTX_U32(skops->remote_ip6[3]);
+		SOCKMAP_COPY_IP6(key.local_ip, skops->local_ip6);
+		SOCKMAP_COPY_IP6(key.remote_ip, skops->remote_ip6);
 	} else {
 		return 1;
 	}

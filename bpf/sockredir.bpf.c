@@ -25,14 +25,8 @@ int ebn_sk_msg(struct sk_msg_md *msg)
 		sockmap_set_ip4(peer.local_ip, msg->remote_ip4);
 		sockmap_set_ip4(peer.remote_ip, msg->local_ip4);
 	} else if (msg->family == AF_INET6) {
-		peer.local_ip[0] = SOCKMAP_CTX_U32(msg->remote_ip6[0]);
-		peer.local_ip[1] = SOCKMAP_CTX_U32(msg->remote_ip6[1]);
-		peer.local_ip[2] = SOCKMAP_CTX_U32(msg->remote_ip6[2]);
-		peer.local_ip[3] = SOCKMAP_CTX_U32(msg->remote_ip6[3]);
-		peer.remote_ip[0] = SOCKMAP_CTX_U32(msg->local_ip6[0]);
-		peer.remote_ip[1] = SOCKMAP_CTX_U32(msg->local_ip6[1]);
-		peer.remote_ip[2] = SOCKMAP_CTX_U32(msg->local_ip6[2]);
-		peer.remote_ip[3] = SOCKMAP_CTX_U32(msg->local_ip6[3]);
+		SOCKMAP_COPY_IP6(peer.local_ip, msg->remote_ip6);
+		SOCKMAP_COPY_IP6(peer.remote_ip, msg->local_ip6);
 	} else {
 		return SK_PASS;
 	}
