@@ -239,11 +239,13 @@ int xdp_lb(struct xdp_md *ctx)
 	void *l4 = (void *)iph + iph->ihl * 4;
 	__be16 *ports = l4;
 	__u16 *l4_check;
+	int tcp_syn = 0;
 	if (iph->protocol == IPPROTO_TCP) {
 		struct tcphdr *th = l4;
 		if ((void *)(th + 1) > data_end)
 			return XDP_PASS;
 		l4_check = &th->check;
+		tcp_syn = th->syn && !th->ack;
 	} else {
 		struct udphdr *uh = l4;
 		if ((void *)(uh + 1) > data_end)
@@ -262,7 +264,10 @@ int xdp_lb(struct xdp_md *ctx)
 	struct lb_nat nat;
 	int new_flow = 0;
 	struct lb_nat *known = lb_conntrack.lookup(&key);
-	if (known) {
+	/* A SYN opens a new connection even when an old one left an entry with the same 5-tuple (the
+	 * LRU has no timeouts): pick the backend again from the live table, as Katran does, so a reused
+	 * client port never lands on a removed backend. Retransmitted SYNs hash to the same backend. */
+	if (known && !(tcp_syn && !known->reply)) {
 		nat = *known;
 	} else {
 		struct lb_service_key svc_key = {};

@@ -384,6 +384,11 @@ def link_info(ifname):
         return _describe_link(link)
 
 
+def link_names():
+    with contextlib.closing(_iproute()) as ipr:
+        return sorted(l.get_attr('IFLA_IFNAME') for l in ipr.get_links())
+
+
 def link_by_index(ifindex):
     with contextlib.closing(_iproute()) as ipr:
         try:

@@ -46,7 +46,6 @@ PROG_TYPE_NAMES = {1: 'socket_filter', 5: 'tracepoint', 6: 'xdp', 13: 'sock_ops'
                    17: 'raw_tracepoint', 26: 'tracing'}
 
 _ATTR_SIZE = 128
-_RETURNS_BUFFER = (16,)  # BPF_PROG_QUERY: the kernel writes the count back into attr
 _libc = None
 
 
@@ -61,16 +60,18 @@ def _syscall_nr():
     return _NR_BPF[machine]
 
 
-def _bpf(cmd, attr, what):
+def _bpf(cmd, attr, what, buf=None):
+    """bpf(cmd, attr). Pass buf (a ctypes buffer holding attr) to read what the kernel writes back."""
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6', use_errno=True)
-    buf = ctypes.create_string_buffer(bytes(attr).ljust(_ATTR_SIZE, b'\0'), _ATTR_SIZE)
+    if buf is None:
+        buf = ctypes.create_string_buffer(bytes(attr).ljust(_ATTR_SIZE, b'\0'), _ATTR_SIZE)
     ret = _libc.syscall(ctypes.c_long(_syscall_nr()), ctypes.c_int(cmd), buf, ctypes.c_uint(_ATTR_SIZE))
     if ret < 0:
         err = ctypes.get_errno()
         raise BpfError(err, '%s: %s' % (what, os.strerror(err)))
-    return ret if cmd not in _RETURNS_BUFFER else buf
+    return ret
 
 
 def _ptr(buf):
@@ -189,7 +190,8 @@ def prog_query(target_fd, attach_type, max_progs=64):
     """Program ids attached to a cgroup (or other target) for one attach type."""
     ids = (ctypes.c_uint32 * max_progs)()
     attr = struct.pack('=IIIIQI', target_fd, attach_type, 0, 0, ctypes.addressof(ids), max_progs)
-    buf = _bpf(BPF_PROG_QUERY, attr, 'query attached programs')
+    buf = ctypes.create_string_buffer(attr.ljust(_ATTR_SIZE, b'\0'), _ATTR_SIZE)
+    _bpf(BPF_PROG_QUERY, attr, 'query attached programs', buf)  # the kernel writes prog_cnt back
     count = struct.unpack_from('=I', buf.raw, 24)[0]
     return list(ids[:min(count, max_progs)])
 

@@ -215,6 +215,7 @@ flows:
 '''
 
 import os
+import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
@@ -245,17 +246,12 @@ class XdpProxy(object):
         with bpf_loader.in_netns(path):
             link = bpf_loader.link_info(self.p['interface'])
             if link is None:
-                names = self._interface_names()
+                names = bpf_loader.link_names()
                 raise LoaderError('interface %s does not exist in %s (it has: %s)'
                                   % (self.p['interface'], label, ', '.join(names)))
             addrs = bpf_loader.ipv4_addresses(link['ifindex'])
             ino = bpf_loader.netns_inode(path)
         return path, label, link, addrs, ino
-
-    def _interface_names(self):
-        import contextlib  # pylint: disable=import-outside-toplevel
-        with contextlib.closing(bpf_loader._iproute()) as ipr:
-            return sorted(l.get_attr('IFLA_IFNAME') for l in ipr.get_links())
 
     # -- present --
     def present(self):
@@ -274,8 +270,10 @@ class XdpProxy(object):
         desired = normalize_services(p['services'], limits, addrs[0] if addrs else None)
         digest = bpf_loader.source_digest(p['bpf_sources'], limits.cflags())
 
-        if self.pins.clear_staging() if not self.module.check_mode else os.path.isdir(self.pins.staging):
+        if os.path.isdir(self.pins.staging):
             self.changes.append('removed half-pinned staging directory left by an interrupted run')
+            if not self.module.check_mode:
+                self.pins.clear_staging()
         maps, meta = xdp_deploy.load_existing(self.pins)
         if maps is None and self.pins.exists():
             self.changes.append('replace damaged pins: %s' % meta)
@@ -365,7 +363,6 @@ class XdpProxy(object):
                 mac = bpf_loader.neighbour_mac(ip, link['ifindex'])
                 if mac is None:
                     bpf_loader.prime_neighbour(ip)
-                    import time  # pylint: disable=import-outside-toplevel
                     for _attempt in range(10):
                         time.sleep(0.05)
                         mac = bpf_loader.neighbour_mac(ip, link['ifindex'])

@@ -11,6 +11,7 @@ __metaclass__ = type
 import argparse
 import json
 import socket
+import struct
 
 
 def ask(sock):
@@ -33,6 +34,7 @@ def main():
     ap.add_argument('--vip', required=True)
     ap.add_argument('--port', type=int, default=80)
     ap.add_argument('--sports', required=True, help='first:count')
+    ap.add_argument('--rst-close', action='store_true', help='close with RST: no TIME_WAIT, ports reusable at once')
     args = ap.parse_args()
     first, count = [int(x) for x in args.sports.split(':')]
     conns, out = [], []
@@ -55,6 +57,8 @@ def main():
                 entry['second'] = ask(s)
             except (IOError, OSError) as e:
                 entry['error'] = 'second request: %s' % e
+        if args.rst_close:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
         s.close()
     print(json.dumps(out))
 
