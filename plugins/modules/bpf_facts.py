@@ -19,13 +19,8 @@ description:
   - With I(require), fails with one message that lists every missing feature and how to get it.
 author:
   - ebpf.networking developers (@ebpf-networking)
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads, so check mode runs it in full.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
+extends_documentation_fragment:
+  - ebpf.networking.attributes.read_only
 options:
   check_bcc:
     description: Compile and load a tiny XDP program with bcc to prove the toolchain works.

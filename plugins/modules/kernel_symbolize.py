@@ -21,13 +21,8 @@ author:
   - ebpf.networking developers (@ebpf-networking)
 requirements:
   - binutils (nm, readelf, addr2line) for source lines
-attributes:
-  check_mode:
-    support: full
-    description: Read-only.
-  diff_mode:
-    support: none
-    description: Nothing changes.
+extends_documentation_fragment:
+  - ebpf.networking.attributes.read_only
 options:
   locations:
     description:

@@ -17,13 +17,8 @@ description:
     the connection-table size and the maps' memory. Compiles nothing and changes nothing.
 author:
   - ebpf.networking developers (@ebpf-networking)
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads, so check mode runs it in full.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to diff.
+extends_documentation_fragment:
+  - ebpf.networking.attributes.read_only
 options:
   name:
     description: Name of the deployment (its pins are in C(/sys/fs/bpf/ebpf_networking/<name>/)).
