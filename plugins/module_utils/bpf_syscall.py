@@ -16,7 +16,7 @@ import errno
 import os
 import struct
 
-__all__ = ['BpfError', 'obj_get', 'obj_pin', 'map_lookup', 'map_update', 'map_delete', 'map_keys',
+__all__ = ['BpfError', 'obj_get', 'obj_pin', 'map_lookup', 'map_update', 'map_delete', 'map_keys', 'map_clear',
            'map_info', 'prog_info', 'prog_fd_by_id', 'prog_query', 'prog_attach', 'prog_detach',
            'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST']
 
@@ -141,6 +141,12 @@ def map_keys(fd, key_size, limit=None):
         keys.append(nbuf.raw)
         kbuf = ctypes.create_string_buffer(nbuf.raw, key_size)
     return keys
+
+
+def map_clear(fd, key_size):
+    """Delete every key of a hash-type map."""
+    for key in map_keys(fd, key_size):
+        map_delete(fd, key)
 
 
 def _info(fd, size):

@@ -6,9 +6,10 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ipaddress
 import re
 import struct
+
+from ansible_collections.ebpf.networking.plugins.module_utils.inet import unmapped
 
 EVENT = struct.Struct('=QQQIIIiHHHBB16s16s16s')
 TRACEPOINT_FORMAT = '/sys/kernel/tracing/events/skb/kfree_skb/format'
@@ -46,16 +47,6 @@ def load_reasons(btf_loader=None, format_path=TRACEPOINT_FORMAT):
         except Exception:  # pylint: disable=broad-except
             pass
     return {}, 'unavailable (no tracefs format, no BTF): reasons are numbers'
-
-
-def mapped(ip):
-    addr = ipaddress.ip_address(u'%s' % ip)
-    return (b'\0' * 10 + b'\xff\xff' + addr.packed) if addr.version == 4 else addr.packed
-
-
-def unmapped(raw):
-    addr = ipaddress.IPv6Address(raw)
-    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
 
 
 def reason_mask(wanted, names):

@@ -15,6 +15,8 @@ __metaclass__ = type
 import ipaddress
 import struct
 
+from ansible_collections.ebpf.networking.plugins.module_utils.inet import mapped, unmapped
+
 KEY = struct.Struct('=16s16sII')
 CIDR_KEY = struct.Struct('=I16s')
 CONFIG = struct.Struct('=II')
@@ -25,19 +27,6 @@ AF_INET, AF_INET6 = 2, 10
 
 class SockmapConfigError(ValueError):
     pass
-
-
-def mapped(ip):
-    """16-byte address; IPv4 as ::ffff:a.b.c.d."""
-    addr = ipaddress.ip_address(u'%s' % ip)
-    if addr.version == 4:
-        return b'\0' * 10 + b'\xff\xff' + addr.packed
-    return addr.packed
-
-
-def unmapped(raw):
-    addr = ipaddress.IPv6Address(raw)
-    return str(addr.ipv4_mapped) if addr.ipv4_mapped else str(addr)
 
 
 def kernel_remote_port(port):

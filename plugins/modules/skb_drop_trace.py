@@ -152,7 +152,7 @@ import time
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, ksym
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, inet, ksym
 from ansible_collections.ebpf.networking.plugins.module_utils.btf import Btf, BtfError
 
 MAIN = 'skb_drop.bpf.c'
@@ -187,7 +187,7 @@ class Tracer(object):
         for addr in ('src', 'dst'):
             if p[addr]:
                 try:
-                    drop_trace.mapped(p[addr])
+                    inet.mapped(p[addr])
                 except ValueError:
                     raise drop_trace.DropTraceError('%s %r is not an IP address' % (addr, p[addr]))
         if p['cgroup'] and not os.path.isdir(p['cgroup']):
@@ -222,7 +222,7 @@ class Tracer(object):
             if p[key]:
                 setattr(leaf, 'has_' + flag, 1)
                 arr = getattr(leaf, flag)
-                for i, byte in enumerate(bytearray(drop_trace.mapped(p[key]))):
+                for i, byte in enumerate(bytearray(inet.mapped(p[key]))):
                     arr[i] = byte
         table[ctypes.c_int(0)] = leaf
 

@@ -311,10 +311,8 @@ class Sockmap(object):
         del ops_bpf, msg_bpf
 
     def write_filters(self, fds, ports, cidrs):
-        for k in bpf_syscall.map_keys(fds['sockmap_ports'], 4):
-            bpf_syscall.map_delete(fds['sockmap_ports'], k)
-        for k in bpf_syscall.map_keys(fds['sockmap_cidrs'], sk.CIDR_KEY.size):
-            bpf_syscall.map_delete(fds['sockmap_cidrs'], k)
+        bpf_syscall.map_clear(fds['sockmap_ports'], 4)
+        bpf_syscall.map_clear(fds['sockmap_cidrs'], sk.CIDR_KEY.size)
         for port in ports:
             bpf_syscall.map_update(fds['sockmap_ports'], U32.pack(port), b'\x01')
         for cidr in cidrs:
@@ -402,8 +400,7 @@ class Sockmap(object):
             return
         fd = bpf_syscall.obj_get(path)
         try:
-            for k in bpf_syscall.map_keys(fd, sk.KEY.size):
-                bpf_syscall.map_delete(fd, k)
+            bpf_syscall.map_clear(fd, sk.KEY.size)
         finally:
             os.close(fd)
 
@@ -417,8 +414,7 @@ class Sockmap(object):
             mfd = bpf_syscall.map_fd_by_id(map_id)
             try:
                 if bpf_syscall.map_info(mfd)['name'] == 'sockmap_socks':
-                    for k in bpf_syscall.map_keys(mfd, sk.KEY.size):
-                        bpf_syscall.map_delete(mfd, k)
+                    bpf_syscall.map_clear(mfd, sk.KEY.size)
             finally:
                 os.close(mfd)
 

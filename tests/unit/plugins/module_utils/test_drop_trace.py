@@ -10,6 +10,7 @@ import pytest
 
 from ansible_collections.ebpf.networking.plugins.module_utils import btf as btf_mod
 from ansible_collections.ebpf.networking.plugins.module_utils import drop_trace as dt
+from ansible_collections.ebpf.networking.plugins.module_utils import inet
 from ansible_collections.ebpf.networking.plugins.module_utils import ksym
 
 FORMAT = ('print fmt: "skbaddr=%p reason: %s", REC->skbaddr, __print_symbolic(REC->reason, { 2, "NOT_SPECIFIED" }, '
@@ -32,7 +33,7 @@ def test_reason_mask_by_name_and_number():
 
 def event(reason=12, comm=b'curl', src='172.30.0.5', dst='172.30.0.11', sport=40000, dport=80, stack=7, family=4):
     return dt.EVENT.pack(123, 0xffffffff81000000, 1, 42, 43, reason, stack, 0x0800, sport, dport, 6, family,
-                         dt.mapped(src), dt.mapped(dst), comm)
+                         inet.mapped(src), inet.mapped(dst), comm)
 
 
 def test_decode_event():
