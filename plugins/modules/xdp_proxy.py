@@ -28,14 +28,14 @@ description:
     A flow is refused only when the ports it can check are all held by live flows; C(xdp_stats)
     reports refused flows per service with advice. Several SNAT addresses (I(snat_ip) as a list)
     give more ports.
-  - One connection-table entry serves both directions of a flow, so they cannot come apart: a packet
+  - One connection-table entry serves both directions of a flow, so they cannot come apart; a packet
     from a backend to a SNAT address and port without a live flow is dropped (the stack would answer
     with RST), and counted.
   - Changing only I(services) updates the maps in place without reloading the program. Changing the
     program source, a timeout or the Maglev size reloads it, atomically replacing the attached
     program, and keeps the connection table, so live connections continue. Changing I(max_flows),
     I(max_snat_ips), I(snat_port_range), I(max_services) or I(max_backends) changes the table's
-    layout: the reload starts with an empty table, and check mode and the C(changes) list say how
+    layout; the reload starts with an empty table, and check mode and the C(changes) list say how
     many flows that resets.
   - See C(docs/xdp-load-balancer.md) in the collection for the design, memory per connection, and
     how fragments, TTL and backend removal are handled.
@@ -125,7 +125,7 @@ options:
       backends:
         description:
           - Backends as dicts (C(ip), C(port) default the service port, C(weight) 0-1000 default 1) or plain addresses.
-          - C(weight) 0 drains a backend, it gets no new flows and its existing flows continue.
+          - C(weight) 0 drains a backend; it gets no new flows and its existing flows continue.
           - A removed backend's TCP flows continue until they end or time out; its UDP flows move to
             another backend on their next packet. A backend added later starts with zero counters.
         type: list
