@@ -145,7 +145,7 @@ options:
     default: 4099
   max_flows:
     description:
-      - Connection-table entries, one per connection (both directions). The table is an LRU hash: when
+      - Connection-table entries, one per connection (both directions). The table is an LRU hash; when
         it is full the least recently used flows are evicted instead of new ones failing. About 120
         bytes of kernel memory each.
     type: int
