@@ -261,9 +261,25 @@ counters:
   type: list
   elements: dict
 flows:
-  description: Entries in the connection table (two per connection).
+  description: Entries in the connection table (one per connection).
   returned: state=present and not check mode
   type: int
+global_counters:
+  description: Drop, pass and SNAT port counters of the program (see M(ebpf.networking.xdp_stats)).
+  returned: state=present and not check mode
+  type: dict
+limits:
+  description: The compile-time sizes and timeouts of the loaded program.
+  returned: state=present and not check mode
+  type: dict
+  sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
+           max_snat_ips: 4, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+diff:
+  description:
+    - Before and after, for --diff. With state=present C(services), C(limits) and C(interface) (name, netns, mode);
+      with state=absent C(services) and C(interface) before, nothing after.
+  returned: state=present, and state=absent when something was removed
+  type: dict
 '''
 
 import os

@@ -207,6 +207,14 @@ def test_full_connection_table_evicts_instead_of_failing(lab, xdp):
     ({'netns': 'ebn-be1', 'interface': 'eth0',
       'services': [{'vip': '10.203.0.300', 'port': 80, 'backends': ['10.203.0.22']}]}, 'not an IPv4 address'),
     ({'netns': 'ebn-be1', 'interface': 'eth0', 'ring_size': 4096}, 'must be a prime'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '0.0.0.0', 'port': 80, 'backends': ['10.203.0.22']}]}, 'vip 0.0.0.0 is unspecified'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '10.203.0.21', 'port': 80, 'backends': ['255.255.255.255']}]}, 'is the broadcast address'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '10.203.0.21', 'port': 80, 'snat_ip': '127.0.0.1', 'backends': ['10.203.0.22']}]},
+     'is a loopback address'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0', 'timeouts': {'udp': 0}}, 'timeouts.udp 0 is out of range'),
 ])
 def test_bad_input_fails_clearly_and_leaves_nothing(lab, xdp, args, message):
     args.setdefault('services', [{'vip': '10.203.0.21', 'port': 80, 'backends': ['10.203.0.22']}])
@@ -215,6 +223,16 @@ def test_bad_input_fails_clearly_and_leaves_nothing(lab, xdp, args, message):
     assert message in result['msg']
     assert not os.path.exists(PIN_ROOT + '/busytest') and not os.path.exists(PIN_ROOT + '/_staging_busytest')
     assert not xdp_prog_on(lab, 'be1')
+
+
+@pytest.mark.parametrize('module', ['xdp_proxy', 'xdp_stats'])
+def test_a_bad_name_fails_cleanly(module):
+    args = {'name': 'Bad Name'}
+    if module == 'xdp_proxy':
+        args['state'] = 'absent'
+    result = run_module(module, args)
+    assert result.get('failed') and "name 'Bad Name' is invalid" in result['msg'], result
+    assert 'Traceback' not in result.get('module_stderr', '') and 'exception' not in result
 
 
 def test_compile_error_shows_the_compiler_and_leaves_nothing(lab, xdp):
