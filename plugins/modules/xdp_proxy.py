@@ -193,6 +193,8 @@ notes:
   - IPv4 fragments of TCP or UDP to a VIP or SNAT address are dropped and counted (fragments_dropped),
     so a datagram is never split between a backend and the load balancer's stack. Keep datagrams
     below the path MTU (ICMP, like ping, is not balanced and passes to the stack).
+  - ICMP errors quoting a packet of a flow (destination unreachable, fragmentation needed, time
+    exceeded) are translated to the other side of the flow, so path-MTU discovery works through it.
   - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
 seealso:
   - module: ebpf.networking.xdp_stats

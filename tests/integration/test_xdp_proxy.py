@@ -412,3 +412,61 @@ def test_a_layout_change_says_how_many_flows_it_resets(lab, xdp):
     assert resets and int(resets[0].split(': ')[1].split()[0]) >= 5, check['changes']
     assert check['diff']['before']['limits']['max_flows'] == 65536
     assert check['diff']['after']['limits']['max_flows'] == 32768
+
+
+def test_a_backends_port_unreachable_reaches_the_client(lab, xdp):
+    """Nothing listens on the backend port: the backend's ICMP error is translated back to the client,
+    whose connected UDP socket then reports connection refused (without translation it would time out)."""
+    svcs = services(lab) + [{'vip': lab.ip('lb'), 'port': 5301, 'protocol': 'udp',
+                             'backends': [{'ip': lab.ip('be2'), 'port': 5399}]}]
+    result = xdp(netns='ebn-lb', interface='eth0', mode='native', services=svcs)
+    assert not result.get('failed'), result.get('msg')
+    script = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n'
+              's.connect(("%s",5301))\ns.send(b"x")\ntry:\n s.recv(100); print("ANSWER")\n'
+              'except ConnectionRefusedError: print("REFUSED")\nexcept OSError as e: print("TIMEOUT", e)\n') % lab.ip('lb')
+    try:
+        out = lab.node('cl1').run(sys.executable, '-c', script).stdout.strip()
+        assert out == 'REFUSED', out
+        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        assert stats['global_counters']['icmp_translated'] >= 1
+    finally:
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
+# ping -s 3000 without the ping binary: an echo request with 3000 bytes of data, fragmented by the kernel
+PING_3000 = r"""
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack('!' + 'H' * (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+data = bytes(range(256)) * 11 + bytes(184)
+hdr = struct.pack('!BBHHH', 8, 0, 0, 0x4242, 1)
+msg = struct.pack('!BBHHH', 8, 0, csum(hdr + data), 0x4242, 1) + data
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(3)
+s.sendto(msg, ('VIP', 0))
+try:
+    while True:
+        pkt = s.recv(65535)
+        icmp = pkt[(pkt[0] & 15) * 4:]
+        if icmp[0] == 0 and icmp[4:6] == b'\x42\x42':
+            print('REPLY', len(icmp)); break
+except OSError:
+    print('TIMEOUT')
+"""
+
+
+def test_ping_and_oversized_udp_to_the_vip_behave_as_documented(lab, xdp):
+    """ICMP is not balanced: the LB's own stack answers a fragmented ping. A UDP datagram larger than
+    the MTU to a service is dropped whole and counted, never split between backend and stack."""
+    xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    assert lab.node('cl1').run(sys.executable, '-c', PING_3000.replace('VIP', lab.ip('lb'))).stdout.strip() == 'REPLY 3008'
+
+    before = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    script = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n'
+              's.sendto(b"x"*4000,("%s",5300))\ntry:\n s.recvfrom(100); print("ANSWER")\n'
+              'except OSError: print("NOANSWER")\n') % lab.ip('lb')
+    assert lab.node('cl2').run(sys.executable, '-c', script).stdout.strip() == 'NOANSWER'
+    after = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    assert after - before >= 3, 'all three fragments of the 4000-byte datagram are dropped'
