@@ -14,7 +14,7 @@ of an empty XDP program (return XDP_PASS) measured the same way. Rounds interlea
 busy neighbour on the machine hits all of them alike.
 
 The program is compiled and filled by the collection's own code (module_utils/xdp_testbed.py:
-compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xhb-cost`. Needs root
+compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xh-cost`. Needs root
 and bcc. --collection points at the collection (default: the one this file is in).
 """
 
@@ -84,7 +84,7 @@ class Bench(object):
         self.syscall = syscall
         self.deploy = deploy_mod
         self.vip = tb.LAN + str(tb.LB_HOST)
-        self.bed = tb.XdpTestBed('xhb-cost', os.path.join(COLLECTION, 'bpf'), maps_mod.Limits())
+        self.bed = tb.XdpTestBed('xh-cost', os.path.join(COLLECTION, 'bpf'), maps_mod.Limits())
         self.flow_serial = 0
 
     def setup(self):
