@@ -233,8 +233,8 @@ def prog_test_run(prog_fd, data, ctx=None, repeat=1):
         if unknown:
             raise ValueError('unknown xdp_md fields: %s' % ', '.join(sorted(unknown)))
         fields.update(ctx)
-        raw = XDP_MD.pack(*(fields[k] for k in ('data', 'data_end', 'data_meta', 'ingress_ifindex',
-                                                 'rx_queue_index', 'egress_ifindex')))
+        order = ('data', 'data_end', 'data_meta', 'ingress_ifindex', 'rx_queue_index', 'egress_ifindex')
+        raw = XDP_MD.pack(*(fields[k] for k in order))
         ctx_buf = ctypes.create_string_buffer(raw, len(raw))
     attr = _TEST_RUN.pack(prog_fd, 0, len(data), len(dout), _ptr(din), _ptr(dout), repeat, 0,
                           len(ctx_buf) if ctx_buf is not None else 0, 0, _ptr(ctx_buf), 0, 0, 0, 0)
@@ -264,6 +264,8 @@ def possible_cpus():
 
 BPF_MAP_CREATE = 0
 BPF_PROG_LOAD = 5
+
+
 def _insns_return(value):
     return struct.pack('<BBhi', 0xb7, 0, 0, value) + struct.pack('<BBhi', 0x95, 0, 0, 0)  # r0 = value; exit
 

@@ -208,7 +208,7 @@ def test_traffic_not_for_a_service_passes_untouched(lb, frame):
 def test_rst_closes_a_flow_and_its_snat_port_comes_back(timed_lb):
     flows = fill_ports(timed_lb)
     victim = flows[0]
-    verdict, _ = timed_lb.send(from_client(victim.client, victim.cport, flags='R'))
+    verdict, _out = timed_lb.send(from_client(victim.client, victim.cport, flags='R'))
     assert verdict in ('TX', 'REDIRECT'), 'the RST itself still reaches the backend'
     time.sleep(EXPIRY_WAIT)
     newcomer = timed_lb.open_flow(client(63), 48999, vport=8080)
@@ -251,7 +251,7 @@ def fill_ports(lb, proto='tcp'):
 def test_true_exhaustion_refuses_only_when_every_port_is_live(lb):
     before = lb.global_counters()['snat_ports_exhausted']
     flows = fill_ports(lb)  # all 64 ports, none refused
-    verdict, _ = lb.send(from_client(client(62), 48900, flags='S', vport=8080))
+    verdict, _out = lb.send(from_client(client(62), 48900, flags='S', vport=8080))
     assert verdict == 'DROP'
     assert lb.global_counters()['snat_ports_exhausted'] == before + 1
     svc = lb.service_counters('%s:8080/tcp' % VIP)
@@ -371,9 +371,9 @@ ERROR_IDS = ['frag-needed', 'port-unreachable', 'host-unreachable', 'time-exceed
 @pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
 def test_icmp_error_from_backend_side_reaches_the_client(lb, proto, vport, icmp_type, code):
     flow = lb.open_flow(client(10), 57000, proto, vport=vport)
-    _, sent = lb.send(from_client(flow.client, flow.cport, proto, payload=b'x' * 100, vport=vport))
-    error = Ether(src=mac_of(flow.backend), dst=sent[Ether].src) / icmp_error(flow.backend, flow.snat, sent[IP],
-                                                                             icmp_type, code)
+    _verdict, sent = lb.send(from_client(flow.client, flow.cport, proto, payload=b'x' * 100, vport=vport))
+    error = Ether(src=mac_of(flow.backend), dst=sent[Ether].src) / icmp_error(
+        flow.backend, flow.snat, sent[IP], icmp_type, code)
     verdict, out = lb.send(error)
     assert verdict == 'TX'
     assert out[Ether].dst == mac_of(flow.client) and out[IP].dst == flow.client
@@ -392,9 +392,9 @@ def test_icmp_error_from_backend_side_reaches_the_client(lb, proto, vport, icmp_
 @pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
 def test_icmp_error_from_client_side_reaches_the_backend(lb, proto, vport, icmp_type, code):
     flow = lb.open_flow(client(11), 57100, proto, vport=vport)
-    _, answered = lb.send(from_backend(flow, payload=b'y' * 100))
-    error = Ether(src=mac_of(flow.client), dst=mac_of(VIP)) / icmp_error(flow.client, flow.vip, answered[IP],
-                                                                        icmp_type, code)
+    _verdict, answered = lb.send(from_backend(flow, payload=b'y' * 100))
+    error = Ether(src=mac_of(flow.client), dst=mac_of(VIP)) / icmp_error(
+        flow.client, flow.vip, answered[IP], icmp_type, code)
     verdict, out = lb.send(error)
     assert verdict in ('TX', 'REDIRECT')
     assert (out[IP].src, out[IP].dst) == (flow.snat, flow.backend)
@@ -415,8 +415,8 @@ def test_icmp_error_about_no_flow_of_ours_passes(lb):
 # -- fragments --
 
 def fragments_of(flow_client, cport, proto, vport, size=3000):
-    datagram = IP(src=flow_client, dst=VIP, id=777) / (UDP(sport=cport, dport=vport) if proto == 'udp' else
-                                                      TCP(sport=cport, dport=vport, flags='A')) / (b'z' * size)
+    l4 = UDP(sport=cport, dport=vport) if proto == 'udp' else TCP(sport=cport, dport=vport, flags='A')
+    datagram = IP(src=flow_client, dst=VIP, id=777) / l4 / (b'z' * size)
     return [Ether(src=mac_of(flow_client), dst=mac_of(VIP)) / frag for frag in fragment(datagram, fragsize=1400)]
 
 
@@ -427,21 +427,21 @@ def test_fragments_of_a_vip_flow_are_never_split(lb, known):
         flow = lb.open_flow(client(13), 58000, 'udp', vport=53)
     before = lb.global_counters()
     results = [lb.send(frag) for frag in fragments_of(client(13), 58000, 'udp', 53)]
-    verdicts = set(v for v, _ in results)
-    assert len(results) == 3 and len(verdicts) == 1, 'fragments split between paths: %s' % [v for v, _ in results]
+    verdicts = set(v for v, _out in results)
+    assert len(results) == 3 and len(verdicts) == 1, 'fragments split between paths: %s' % [v for v, _out in results]
     verdict = verdicts.pop()
     if verdict == 'DROP':
         after = lb.global_counters()
         assert sum(after.values()) - sum(before.values()) >= 3, 'dropped fragments are counted'
         return
     assert verdict in ('TX', 'REDIRECT'), 'a VIP flow\'s fragments must not go to the LB stack'
-    dests = set((out[IP].src, out[IP].dst, out[IP].id) for _, out in results)
+    dests = set((out[IP].src, out[IP].dst, out[IP].id) for _verdict, out in results)
     assert len(dests) == 1
     if known:
         assert dests.pop()[:2] == (flow.snat, flow.backend)
     first = results[0][1]
     assert first[UDP].sport in range(SNAT_RANGE[0], SNAT_RANGE[1] + 1)
-    for _, out in results:
+    for _verdict, out in results:
         assert_checksums(out)
 
 
@@ -466,7 +466,7 @@ def deployment(bed):
 
 @pending('item 6 (--check says how many live flows a layout change resets)')
 def test_check_mode_warns_before_a_layout_change_resets_flows(bed, deployment):
-    args, _ = deployment
+    args = deployment[0]
     lb = PinnedHarness(bed, PROG_PIN)
     lb.open_flow(client(15), 59100)
     lb.open_flow(client(16), 59101)

@@ -151,8 +151,8 @@ class Harness(object):
     def assert_forwarded(self, verdict, out, flow, ttl=None):
         """A client packet of flow as the backend must receive it."""
         l4out = out[TCP] if flow.proto == 'tcp' else out[UDP]
-        assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (flow.snat, flow.lport, flow.backend,
-                                                                         flow.bport), 'verdict %s' % verdict
+        assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (
+            flow.snat, flow.lport, flow.backend, flow.bport), 'verdict %s' % verdict
         assert out[Ether].src == lb_mac_towards(flow.backend) and out[Ether].dst == mac_of(flow.backend)
         assert verdict == ('REDIRECT' if device_of(flow.backend) == 'srv0' else 'TX')
         if ttl is not None:
@@ -162,8 +162,8 @@ class Harness(object):
     def assert_replied(self, verdict, out, flow, ttl=None):
         """A backend packet of flow as the client must receive it: from the VIP, to the client."""
         l4out = out[TCP] if flow.proto == 'tcp' else out[UDP]
-        assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (flow.vip, flow.vport, flow.client,
-                                                                         flow.cport), 'verdict %s' % verdict
+        assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (
+            flow.vip, flow.vport, flow.client, flow.cport), 'verdict %s' % verdict
         assert out[Ether].src == mac_of(LB_IP) and out[Ether].dst == mac_of(flow.client)
         assert verdict == ('TX' if device_of(flow.backend) == device_of(flow.client) else 'REDIRECT')
         if ttl is not None:

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.networking developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -113,7 +112,7 @@ class Bench(object):
         """count SYNs, each a 5-tuple never seen before (client address x source port)."""
         frames = []
         clients = list(self.tb.CLIENT_HOSTS)
-        for _ in range(count):
+        for _flow in range(count):
             self.flow_serial += 1
             client = self.tb.LAN + str(clients[self.flow_serial % len(clients)])
             sport = 2000 + self.flow_serial // len(clients)
@@ -132,7 +131,7 @@ class Bench(object):
 
     def measure(self, runs, rounds):
         samples = dict((p, []) for p in PATHS + ('empty',))
-        for _ in range(rounds):
+        for _round in range(rounds):
             samples['new_flow'] += self.bed.durations(self.new_flow_frames(runs))
             self.forget_new_flows()
             for path in ('established', 'reply', 'non_vip'):
@@ -184,7 +183,7 @@ def report(result, baseline):
 
 def main():
     global COLLECTION
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--collection', default=os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
     parser.add_argument('--runs', type=int, default=1000, help='runs per path per round')
     parser.add_argument('--rounds', type=int, default=5)
