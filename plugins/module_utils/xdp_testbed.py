@@ -107,10 +107,11 @@ class XdpTestBed(object):
         self.maps = LbMaps(dict((n, bpf_loader.table_fd(self.bpf, n)) for n in MAP_NAMES), self.limits)
         return self
 
-    def apply(self, services, snat_ip=None):
-        """Write services (as a user gives them to xdp_proxy); returns the normalized list."""
+    def apply(self, services, snat_ip=None, neighbour_mac=None):
+        """Write services (as a user gives them to xdp_proxy); returns the normalized list.
+        neighbour_mac(ip) gives the fallback MAC xdp_proxy reads from the neighbour table."""
         desired = normalize_services(services, self.limits, snat_ip or LAN + str(LB_HOST))
-        self.maps.apply(desired)
+        self.maps.apply(desired, neighbour_mac)
         return desired
 
     def run(self, frame, dev='lan0', prog_fd=None):

@@ -163,6 +163,32 @@ def test_ip_options_keep_the_ports_and_checksums_right(lb, proto, vport):
     assert_checksums(out)
 
 
+def test_a_reused_client_port_syn_picks_from_the_live_backends(lb):
+    """A SYN on the 5-tuple of an old flow is a new connection: it never lands on a removed backend."""
+    flows = [lb.open_flow(client(n), 45500 + n) for n in range(12)]
+    gone = flows[0].backend
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [b for b in TCP_SVC['backends'] if b != gone]},
+              UDP_SVC, ONE_BACKEND])
+    again = [lb.open_flow(f.client, f.cport) for f in flows]
+    assert gone not in set(f.backend for f in again)
+
+
+NO_NEIGHBOUR = xdp_testbed.LAN + '40'  # on lan0's subnet, but the bench has no neighbour entry for it
+
+
+def test_a_backend_without_neighbour_uses_the_mac_from_user_space(lb):
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [NO_NEIGHBOUR]}],
+             neighbour_mac=lambda ip: mac_of(ip) if ip == NO_NEIGHBOUR else None)
+    lb.open_flow(client(0), 45600)  # forwarded to NO_NEIGHBOUR's MAC through lan0 (XDP_TX)
+
+
+def test_a_backend_without_any_mac_is_dropped_and_counted(lb):
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [NO_NEIGHBOUR]}])
+    before = lb.global_counters()['no_neighbour']
+    verdict, _out = lb.send(from_client(client(0), 45700, flags='S'))
+    assert verdict == 'DROP' and lb.global_counters()['no_neighbour'] == before + 1
+
+
 # -- TTL --
 
 @pending('item 5 (TTL decrement)')

@@ -118,8 +118,8 @@ class Harness(object):
         self.bed = bed
         self.config = []
 
-    def apply(self, services):
-        self.config = self.bed.apply(services)
+    def apply(self, services, neighbour_mac=None):
+        self.config = self.bed.apply(services, neighbour_mac=neighbour_mac)
         return self.config
 
     def send(self, frame, dev=None):
