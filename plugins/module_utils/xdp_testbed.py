@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import struct
 import subprocess
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
@@ -35,6 +36,8 @@ LAN = '10.204.0.'
 SRV = '10.204.1.'
 LB_HOST = 10
 CLIENT_HOSTS = range(100, 164)
+# maps holding per-connection state: reset_flows() empties them (hash maps) or zeroes them (arrays)
+FLOW_STATE_MAPS = ('lb_conntrack', 'lb_snat_ports')
 BACKEND_HOSTS = range(20, 36)
 
 
@@ -113,6 +116,20 @@ class XdpTestBed(object):
         desired = normalize_services(services, self.limits, snat_ip or LAN + str(LB_HOST))
         self.maps.apply(desired, neighbour_mac)
         return desired
+
+    def reset_flows(self):
+        """Forget every flow, as a freshly loaded program would have none."""
+        for name in FLOW_STATE_MAPS:
+            fd = self.maps.fds.get(name)
+            if fd is None:
+                continue
+            info = bpf_syscall.map_info(fd)
+            if info['type'] == 'array':
+                zero = b'\0' * info['value_size']
+                for index in range(info['max_entries']):
+                    bpf_syscall.map_update(fd, struct.pack('=I', index), zero)
+            else:
+                bpf_syscall.map_clear(fd, info['key_size'])
 
     def run(self, frame, dev='lan0', prog_fd=None):
         """One frame through the program as if received on dev: (verdict name, output frame bytes)."""
