@@ -120,12 +120,9 @@ class Bench(object):
         return frames
 
     def forget_new_flows(self):
-        """Empty the flow table between rounds so new flows never meet a full table or port range; the
+        """Empty the flow state between rounds so new flows never meet a full table or port range; the
         first flow is made again, as established and reply frames need it."""
-        for name in FLOW_MAPS:
-            if name in self.bed.maps.fds:
-                info = self.syscall.map_info(self.bed.maps.fds[name])
-                self.syscall.map_clear(self.bed.maps.fds[name], info['key_size'])
+        self.bed.reset_flows()
         client = self.tb.LAN + str(self.tb.CLIENT_HOSTS[0])
         self.bed.run(tcp_frame(self.tb, client, self.vip, 1025, 80, SYN))
 
@@ -140,14 +137,22 @@ class Bench(object):
         return samples
 
     def bytes_per_connection(self):
-        """Map memory one connection holds: its entries in each flow map, key + value + kernel overhead."""
+        """Map memory one connection holds, counted on an empty table with one connection: its entries
+        in the flow hash maps (key + value + kernel overhead each) and, where ports have a slot array,
+        its slot there."""
+        self.forget_new_flows()
         total = 0
         detail = {}
-        for name, entries in FLOW_MAPS.items():
-            if name not in self.bed.maps.fds:
+        for name in self.tb.FLOW_STATE_MAPS:
+            fd = self.bed.maps.fds.get(name)
+            if fd is None:
                 continue
-            info = self.syscall.map_info(self.bed.maps.fds[name])
-            per_entry = self.deploy.map_memory_estimate(info, self.bed.maps.ncpus) // info['max_entries']
+            info = self.syscall.map_info(fd)
+            if info['type'] == 'array':
+                entries, per_entry = 1, (info['value_size'] + 7) // 8 * 8
+            else:
+                entries = len(self.syscall.map_keys(fd, info['key_size']))
+                per_entry = self.deploy.map_memory_estimate(info, self.bed.maps.ncpus) // info['max_entries']
             detail[name] = {'entries': entries, 'key_size': info['key_size'], 'value_size': info['value_size'],
                             'bytes_per_entry': per_entry}
             total += entries * per_entry
@@ -157,8 +162,6 @@ class Bench(object):
         self.bed.down()
 
 
-# Maps holding per-connection state, and how many entries one connection takes in each.
-FLOW_MAPS = {'lb_conntrack': 2}
 COLLECTION = None
 
 
@@ -173,9 +176,11 @@ def report(result, baseline):
         lines.append('%-12s %8.0f %10d %8s %10s %8s' % (path, ns, KATRAN_NS[path],
                                                         'yes' if ns < KATRAN_NS[path] else 'NO',
                                                         '-' if base is None else '%.0f' % base, ratio_ok))
-    lines.append('map memory per connection: %d bytes (budget %d): %s' % (
+    lines.append('map memory per connection: %d bytes (budget %d): %s; %s' % (
         result['bytes_per_connection'], BUDGET_BYTES_PER_CONNECTION,
-        'yes' if result['bytes_per_connection'] <= BUDGET_BYTES_PER_CONNECTION else 'NO'))
+        'yes' if result['bytes_per_connection'] <= BUDGET_BYTES_PER_CONNECTION else 'NO',
+        ', '.join('%s %d x %d B' % (name, m['entries'], m['bytes_per_entry'])
+                  for name, m in sorted(result['flow_maps'].items()))))
     lines.append('(reply is held to the established budget; baseline from %s; timings are noisy on a shared '
                  'machine: compare medians of several runs)' % baseline.get('from', BASELINE_FROM))
     return '\n'.join(lines)
