@@ -28,7 +28,7 @@ xdp_testbed = pytest.importorskip('ansible_collections.ebpf.networking.plugins.m
 NETNS = 'xh-dp'
 SNAT_RANGE = (40000, 40063)  # 64 ports: exhaustion is reachable with 65 flows
 # short flow timeouts (seconds) so expiry is tested by waiting a little, not hours
-TIMEOUTS = dict(tcp_syn_timeout=1, tcp_closing_timeout=1, udp_timeout=1, tcp_established_timeout=3600)
+TIMEOUTS = dict(tcp_syn=1, tcp_closing=1, udp=1, tcp_established=3600)
 EXPIRY_WAIT = 2.2
 MAX_FLOWS = 1024  # small enough for a SYN flood to fill, large enough for every other test
 
@@ -63,7 +63,7 @@ def bed(require_root):
 def timed_bed(require_root):
     """A bench whose flows expire within seconds (needs the timeout options of issue 10 item 1)."""
     for testbed in bench(NETNS + 't', snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS,
-                         **TIMEOUTS):
+                         timeouts=TIMEOUTS):
         yield testbed
 
 
