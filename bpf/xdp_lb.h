@@ -2,10 +2,14 @@
 /*
  * Structures shared by bpf/xdp_proxy.bpf.c and user space (plugins/module_utils/xdp_lb_maps.py
  * packs the same layouts with struct). Change both together; the module stores a hash of the
- * source in lb_meta and reloads the program when it differs.
+ * source in lb_meta and reloads the program when it differs. Changing lb_flow_key, lb_flow or the
+ * lb_snat_ports indexing needs LB_LAYOUT_VERSION bumped (here and in xdp_lb_maps.py): a reload
+ * keeps the pinned flow tables only when the layout is the same.
  */
 #ifndef EBPF_NETWORKING_XDP_LB_H
 #define EBPF_NETWORKING_XDP_LB_H
+
+#define LB_LAYOUT_VERSION 2
 
 /* Sizes come from the module as -D flags; these defaults keep the file compilable alone. */
 #ifndef LB_MAX_SERVICES
@@ -18,7 +22,10 @@
 #define LB_RING_SIZE 4099 /* Maglev table size per service, a prime well above LB_MAX_BACKENDS */
 #endif
 #ifndef LB_MAX_FLOWS
-#define LB_MAX_FLOWS 65536 /* connection-table entries (two per connection) */
+#define LB_MAX_FLOWS 65536 /* connections: one lb_conntrack entry each */
+#endif
+#ifndef LB_MAX_SNAT_IPS
+#define LB_MAX_SNAT_IPS 4 /* SNAT addresses of all services together */
 #endif
 #ifndef LB_SNAT_PORT_MIN
 #define LB_SNAT_PORT_MIN 20000
@@ -26,7 +33,25 @@
 #ifndef LB_SNAT_PORT_MAX
 #define LB_SNAT_PORT_MAX 29999
 #endif
-#define LB_SNAT_TRIES 8
+#define LB_SNAT_PORTS (LB_SNAT_PORT_MAX - LB_SNAT_PORT_MIN + 1)
+#define LB_SVC_SNAT_MAX 4 /* SNAT addresses per service (a power of two: indexes are masked) */
+
+/* Flow clock: bpf_ktime_get_coarse_ns() >> LB_TIME_SHIFT, units of 16.8 ms; a u32 lasts 2.2 years.
+ * Timeouts arrive in these units (xdp_lb_maps.Timeouts), defaults as Cilium's. */
+#define LB_TIME_SHIFT 24
+#ifndef LB_TO_TCP_SYN
+#define LB_TO_TCP_SYN 3577 /* 60 s */
+#endif
+#ifndef LB_TO_TCP_EST
+#define LB_TO_TCP_EST 1287461 /* 6 h */
+#endif
+#ifndef LB_TO_TCP_CLOSING
+#define LB_TO_TCP_CLOSING 597 /* 10 s */
+#endif
+#ifndef LB_TO_UDP
+#define LB_TO_UDP 3577 /* 60 s */
+#endif
+#define LB_TOUCH 60 /* refresh last_seen at most once a second: timeouts need no finer time */
 
 /* All addresses and ports in network byte order. */
 struct lb_service_key {
@@ -36,22 +61,37 @@ struct lb_service_key {
 	__u8 pad;
 };
 
+struct lb_snat_addr {
+	__be32 ip;
+	__u32 index; /* row in lb_snat_ports */
+};
+
 struct lb_service {
-	__u32 index;         /* row in lb_backends / lb_maglev / lb_service_stats */
+	__u32 index;         /* row in lb_backends / lb_maglev / lb_svc_stats */
 	__u32 ring_gen;      /* which of the two Maglev tables is live (0 or 1) */
-	__u32 backend_count; /* active backends; 0 = drop new flows */
-	__be32 snat_ip;      /* source address towards the backends */
+	__u32 backend_count; /* backends in the live Maglev table (weight > 0); 0 = refuse new flows */
+	__u32 snat_count;    /* used entries of snat[] */
+	struct lb_snat_addr snat[LB_SVC_SNAT_MAX];
+};
+
+/* lb_addrs: every VIP and SNAT address, so other traffic costs one lookup. */
+#define LB_ADDR_VIP 1
+#define LB_ADDR_SNAT 2
+struct lb_addr {
+	__u32 flags;
+	__u32 snat_index; /* with LB_ADDR_SNAT: row in lb_snat_ports */
 };
 
 struct lb_backend {
 	__be32 ip;
 	__be16 port;
 	__u8 mac[6];  /* fallback when the FIB has no neighbour entry */
-	__u8 active;
+	__u8 active;  /* 1 while configured, also when draining (weight 0) */
 	__u8 mac_valid;
-	__u16 weight;
+	__u16 weight; /* 0 = draining: no new flows, existing ones continue */
 };
 
+/* lb_conntrack key: the client's packet as it arrives (client -> VIP). */
 struct lb_flow_key {
 	__be32 saddr;
 	__be32 daddr;
@@ -61,19 +101,42 @@ struct lb_flow_key {
 	__u8 pad[3];
 };
 
-/* What to rewrite a packet of a known flow into, and where to send it. */
-struct lb_nat {
-	__be32 saddr;
-	__be32 daddr;
-	__be16 sport;
-	__be16 dport;
-	__u8 smac[6];
-	__u8 dmac[6];
-	__u32 ifindex;     /* egress device: XDP_TX when it is the ingress device */
+/* lb_flow.state bits */
+#define LB_ST_REPLIED 1   /* the backend answered: established */
+#define LB_ST_FIN_FWD 2   /* client sent FIN */
+#define LB_ST_FIN_REPLY 4 /* backend sent FIN */
+#define LB_ST_RST 8
+
+/* One entry per connection serves both directions: a reply finds it through lb_snat_ports, so the
+ * two directions cannot come apart. 56 bytes; with the 16-byte key and the LRU's 48-byte element
+ * header, 120 bytes of map memory per connection. */
+struct lb_flow {
+	__be32 backend_ip;
+	__be32 snat_ip;
+	__be16 backend_port;
+	__be16 snat_port;
 	__u16 svc_index;
 	__u16 backend_slot;
-	__u8 reply;        /* 1 = backend -> client direction */
-	__u8 pad[3];
+	__u32 client_ifindex;  /* client packets arrive here; replies leave here */
+	__u32 backend_ifindex; /* towards the backend */
+	__u8 client_mac[6];    /* the client's next hop: replies go to it */
+	__u8 client_lb_mac[6]; /* our address on the client side */
+	__u8 backend_mac[6];
+	__u8 backend_lb_mac[6];
+	__u32 last_seen;       /* flow clock, refreshed at most every LB_TOUCH */
+	__u16 snat_index;      /* row in lb_snat_ports */
+	__u8 state;            /* LB_ST_* */
+	__u8 pad;
+};
+
+/* lb_snat_ports[snat_index * LB_SNAT_PORTS + port - LB_SNAT_PORT_MIN]: the flow holding that port
+ * (key.proto 0 = never used) and when that flow's port becomes free unless it sees another packet
+ * (flow clock; refreshed with the flow's last_seen, "now" once it is closed), so the scan for a
+ * free port reads this array only. The flow entry has the last word when it exists. */
+struct lb_snat_slot {
+	struct lb_flow_key key;
+	__u32 free_at;
+	__u32 pad;
 };
 
 struct lb_counters {
@@ -83,16 +146,24 @@ struct lb_counters {
 	__u64 reply_packets;
 	__u64 reply_bytes;
 	__u64 drops;
+	__u64 refused; /* new flows refused: every SNAT port held by a live flow */
 };
 
-/* Global drop/pass reasons, index into lb_global_stats. */
+/* Global drop/pass reasons, index into lb_global. */
 enum lb_global_counter {
-	LB_CNT_PASSED = 0,
+	LB_CNT_PASSED = 0,         /* for a VIP but no service: to the stack */
 	LB_CNT_NO_BACKEND,
 	LB_CNT_NO_NEIGH,
 	LB_CNT_SNAT_EXHAUSTED,
 	LB_CNT_FLOW_INSERT_FAIL,
-	LB_CNT_FRAGMENT,
+	LB_CNT_FRAGMENT,           /* fragments to a VIP or SNAT address: dropped */
+	LB_CNT_ORPHAN_REPLY,       /* to a SNAT port without a live flow: dropped, the stack would RST */
+	LB_CNT_TTL_EXPIRED,        /* TTL <= 1: to the stack, which answers time exceeded */
+	LB_CNT_PORT_RECLAIMED,     /* a new flow took the port of an expired or closed one */
+	LB_CNT_PORT_SCAN,          /* probes found nothing: the full scan of the range ran */
+	LB_CNT_FLOW_LOST,          /* a flow's port was taken meanwhile: its packet dropped */
+	LB_CNT_UDP_REPICK,         /* a UDP flow moved off a removed backend */
+	LB_CNT_ICMP_TRANSLATED,
 	LB_CNT_MAX,
 };
 
@@ -112,6 +183,9 @@ struct lb_meta {
 	__u8 pad[7];
 	char ifname[16];
 	char netns[96];       /* as the user named it: container:NAME, netns:NAME or a path */
+	__u32 layout_version;
+	__u32 max_snat_ips;
+	__u32 timeouts[4];    /* seconds: tcp syn, established, closing, udp */
 };
 
 #endif

@@ -5,18 +5,23 @@
  * client:cport -> VIP:vport   becomes  SNAT_IP:lport -> backend:bport
  * backend:bport -> SNAT_IP:lport  becomes  VIP:vport -> client:cport
  *
+ * - lb_addrs holds every VIP and SNAT address: any other packet costs this one lookup.
  * - Backend choice is per flow: a hash of the 5-tuple indexes the service's Maglev table, which
  *   user space fills (plugins/module_utils/maglev.py). Two tables per service, flipped with
- *   ring_gen, so a backend change is one atomic map update.
- * - lb_conntrack (LRU) holds both directions of every flow, keyed by the packet's own 5-tuple,
- *   so one lookup serves a packet either way and live flows keep their backend across changes.
- * - The SNAT port (lport) is derived from the flow hash and checked for collisions with
- *   BPF_NOEXIST inserts of the reply key, so clients sharing a source port never collide. A flow
- *   evicted from the LRU gets the same backend and port again while the backend set is unchanged.
+ *   ring_gen, so a backend change is one atomic map update. Weight 0 (draining) backends are in
+ *   no table: existing flows continue, new ones go elsewhere.
+ * - lb_conntrack (LRU) holds one entry per connection, keyed by the client's 5-tuple. A reply
+ *   (to a SNAT address, port in the SNAT range) finds it through lb_snat_ports, an array with one
+ *   slot per SNAT address and port: one entry, so the directions cannot come apart. A reply with no
+ *   live flow is dropped (the stack would answer RST to the backend).
+ * - Flows end (bpf/lb_flow.h) and their SNAT ports come back (bpf/lb_snat.h).
  * - IPv4 and TCP/UDP checksums are updated incrementally (csum.h), never trusted to offload.
- * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup); user space passes a backend MAC as
- *   a fallback while the neighbour entry is missing. Replies go back to the MAC the client's
- *   packet came from.
+ *   TTL is decremented; TTL <= 1 goes to the stack, which answers time exceeded.
+ * - Fragments to a VIP or SNAT address are dropped and counted (non-first fragments carry no
+ *   ports, so the stack would get them while the first went to a backend).
+ * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup) when a flow starts; user space passes
+ *   a backend MAC as a fallback while the neighbour entry is missing. Replies go back to the MAC
+ *   the client's packet came from.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -32,13 +37,48 @@
 #endif
 
 BPF_HASH(lb_services, struct lb_service_key, struct lb_service, LB_MAX_SERVICES);
+BPF_HASH(lb_addrs, __be32, struct lb_addr, LB_MAX_SERVICES + LB_MAX_SNAT_IPS);
 BPF_ARRAY(lb_backends, struct lb_backend, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 BPF_ARRAY(lb_maglev, __u32, LB_MAX_SERVICES * 2 * LB_RING_SIZE);
-BPF_TABLE("lru_hash", struct lb_flow_key, struct lb_nat, lb_conntrack, LB_MAX_FLOWS);
+#ifdef LB_FLOWS_PIN
+/* user space passes the pinned flow tables of the running program when their layout is unchanged:
+ * a reload keeps live connections */
+BPF_TABLE_PINNED("lru_hash", struct lb_flow_key, struct lb_flow, lb_conntrack, LB_MAX_FLOWS, LB_FLOWS_PIN "/map_lb_conntrack");
+BPF_TABLE_PINNED("array", __u32, struct lb_snat_slot, lb_snat_ports, LB_MAX_SNAT_IPS * LB_SNAT_PORTS, LB_FLOWS_PIN "/map_lb_snat_ports");
+#else
+BPF_TABLE("lru_hash", struct lb_flow_key, struct lb_flow, lb_conntrack, LB_MAX_FLOWS);
+BPF_ARRAY(lb_snat_ports, struct lb_snat_slot, LB_MAX_SNAT_IPS * LB_SNAT_PORTS);
+#endif
 BPF_PERCPU_ARRAY(lb_svc_stats, struct lb_counters, LB_MAX_SERVICES);
 BPF_PERCPU_ARRAY(lb_be_stats, struct lb_counters, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 BPF_PERCPU_ARRAY(lb_global, __u64, LB_CNT_MAX);
 BPF_ARRAY(lb_meta, struct lb_meta, 1);
+
+static __always_inline void lb_count_global(__u32 counter)
+{
+	__u64 *value = lb_global.lookup(&counter);
+	if (value)
+		*value += 1;
+}
+
+/* map accessors for the headers below */
+static __always_inline struct lb_snat_slot *lb_snat_slot(__u32 idx)
+{
+	return lb_snat_ports.lookup(&idx);
+}
+
+static __always_inline struct lb_flow *lb_flow_find(struct lb_flow_key *key)
+{
+	return lb_conntrack.lookup(key);
+}
+
+static __always_inline void lb_flow_forget(struct lb_flow_key *key)
+{
+	lb_conntrack.delete(key);
+}
+
+#include "lb_flow.h"
+#include "lb_snat.h"
 
 static __always_inline __u32 lb_rol32(__u32 word, unsigned int shift)
 {
@@ -62,14 +102,7 @@ static __always_inline __u32 lb_hash_flow(const struct lb_flow_key *key, __u32 s
 	return c;
 }
 
-static __always_inline void lb_count_global(__u32 counter)
-{
-	__u64 *value = lb_global.lookup(&counter);
-	if (value)
-		*value += 1;
-}
-
-static __always_inline void lb_count_flow(__u32 svc_index, __u32 slot, __u8 reply, __u64 bytes, int new_flow)
+static __always_inline void lb_count_flow(__u32 svc_index, __u32 slot, int reply, __u64 bytes, int new_flow)
 {
 	struct lb_counters *svc = lb_svc_stats.lookup(&svc_index);
 	__u32 be_index = svc_index * LB_MAX_BACKENDS + slot;
@@ -97,26 +130,29 @@ static __always_inline void lb_count_flow(__u32 svc_index, __u32 slot, __u8 repl
 	}
 }
 
-static __always_inline void lb_count_service_drop(__u32 svc_index)
+static __always_inline void lb_count_service_drop(__u32 svc_index, int refused)
 {
 	struct lb_counters *svc = lb_svc_stats.lookup(&svc_index);
-	if (svc)
+	if (svc) {
 		svc->drops += 1;
+		svc->refused += refused;
+	}
 }
 
-/* Is this existing reply entry the one an earlier incarnation of this same flow made? */
-static __always_inline int lb_reply_is_flow(const struct lb_nat *old, const struct lb_flow_key *key)
+/* Is the backend in this flow's slot still the one the flow goes to? (UDP flows move otherwise) */
+static __always_inline int lb_backend_present(const struct lb_flow *flow)
 {
-	return old->saddr == key->daddr && old->daddr == key->saddr &&
-	       old->sport == key->dport && old->dport == key->sport;
+	__u32 be_index = (__u32)flow->svc_index * LB_MAX_BACKENDS + flow->backend_slot;
+	struct lb_backend *be = lb_backends.lookup(&be_index);
+	return be && be->active && be->ip == flow->backend_ip && be->port == flow->backend_port;
 }
 
 /*
- * A first packet for a service: pick the backend, allocate the SNAT port, record both directions.
- * Fills *fwd with the rewrite for this packet. Returns 0, or an XDP verdict to return at once.
+ * A first packet for a service: pick the backend, the SNAT port, the next hops; record the flow.
+ * Fills *flow. Returns 0, or an XDP verdict to return at once.
  */
 static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, const struct lb_flow_key *key,
-				       const struct lb_service *svc, struct lb_nat *fwd)
+				       const struct lb_service *svc, __u32 now, struct lb_flow *flow)
 {
 	__u32 svc_index = svc->index;
 	__u32 ring_gen = svc->ring_gen;
@@ -125,7 +161,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 		return XDP_DROP;
 	if (svc->backend_count == 0) {
 		lb_count_global(LB_CNT_NO_BACKEND);
-		lb_count_service_drop(svc_index);
+		lb_count_service_drop(svc_index, 0);
 		return XDP_DROP;
 	}
 
@@ -134,7 +170,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	__u32 *slot_ptr = lb_maglev.lookup(&ring_index);
 	if (!slot_ptr || *slot_ptr >= LB_MAX_BACKENDS) {
 		lb_count_global(LB_CNT_NO_BACKEND);
-		lb_count_service_drop(svc_index);
+		lb_count_service_drop(svc_index, 0);
 		return XDP_DROP;
 	}
 	__u32 slot = *slot_ptr;
@@ -142,84 +178,89 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	struct lb_backend *be = lb_backends.lookup(&be_index);
 	if (!be || !be->active) {
 		lb_count_global(LB_CNT_NO_BACKEND);
-		lb_count_service_drop(svc_index);
+		lb_count_service_drop(svc_index, 0);
 		return XDP_DROP;
 	}
 
-	__builtin_memset(fwd, 0, sizeof(*fwd));
+	__builtin_memset(flow, 0, sizeof(*flow));
+	if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, flow) != 0) {
+		lb_count_global(LB_CNT_SNAT_EXHAUSTED);
+		lb_count_service_drop(svc_index, 1);
+		return XDP_DROP;
+	}
+
 	struct bpf_fib_lookup fib = {};
 	fib.family = AF_INET;
 	fib.l4_protocol = key->proto;
-	fib.ipv4_src = svc->snat_ip;
+	fib.ipv4_src = flow->snat_ip;
 	fib.ipv4_dst = be->ip;
 	fib.ifindex = ctx->ingress_ifindex;
 	int rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(fwd->smac, fib.smac, ETH_ALEN);
-		__builtin_memcpy(fwd->dmac, fib.dmac, ETH_ALEN);
-		fwd->ifindex = fib.ifindex;
+		__builtin_memcpy(flow->backend_lb_mac, fib.smac, ETH_ALEN);
+		__builtin_memcpy(flow->backend_mac, fib.dmac, ETH_ALEN);
+		flow->backend_ifindex = fib.ifindex;
 	} else if (be->mac_valid) {
-		__builtin_memcpy(fwd->smac, eth->h_dest, ETH_ALEN);
-		__builtin_memcpy(fwd->dmac, be->mac, ETH_ALEN);
-		fwd->ifindex = ctx->ingress_ifindex;
+		__builtin_memcpy(flow->backend_lb_mac, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(flow->backend_mac, be->mac, ETH_ALEN);
+		flow->backend_ifindex = ctx->ingress_ifindex;
 	} else {
+		/* the port stays claimed by this key; the next try of this client takes it again */
 		lb_count_global(LB_CNT_NO_NEIGH);
-		lb_count_service_drop(svc_index);
+		lb_count_service_drop(svc_index, 0);
 		return XDP_DROP;
 	}
-
-	struct lb_flow_key reply_key = {};
-	reply_key.saddr = be->ip;
-	reply_key.daddr = svc->snat_ip;
-	reply_key.sport = be->port;
-	reply_key.proto = key->proto;
-
-	struct lb_nat reply = {};
-	reply.saddr = key->daddr;
-	reply.daddr = key->saddr;
-	reply.sport = key->dport;
-	reply.dport = key->sport;
-	__builtin_memcpy(reply.smac, eth->h_dest, ETH_ALEN);
-	__builtin_memcpy(reply.dmac, eth->h_source, ETH_ALEN);
-	reply.ifindex = ctx->ingress_ifindex;
-	reply.svc_index = svc_index;
-	reply.backend_slot = slot;
-	reply.reply = 1;
-
-	__u32 range = LB_SNAT_PORT_MAX - LB_SNAT_PORT_MIN + 1;
-	__u32 start = lb_hash_flow(key, 0x9e3779b9);
-	int allocated = 0;
-#pragma unroll
-	for (int i = 0; i < LB_SNAT_TRIES; i++) {
-		reply_key.dport = bpf_htons((__u16)(LB_SNAT_PORT_MIN + (start + i * 7919) % range));
-		struct lb_nat *old = lb_conntrack.lookup(&reply_key);
-		if (old) {
-			if (lb_reply_is_flow(old, key)) {
-				allocated = 1;
-				break;
-			}
-			continue;
-		}
-		if (lb_conntrack.insert(&reply_key, &reply) == 0) {
-			allocated = 1;
-			break;
-		}
-	}
-	if (!allocated) {
-		lb_count_global(LB_CNT_SNAT_EXHAUSTED);
-		lb_count_service_drop(svc_index);
-		return XDP_DROP;
-	}
-
-	fwd->saddr = svc->snat_ip;
-	fwd->daddr = be->ip;
-	fwd->sport = reply_key.dport;
-	fwd->dport = be->port;
-	fwd->svc_index = svc_index;
-	fwd->backend_slot = slot;
-	if (lb_conntrack.update((struct lb_flow_key *)key, fwd) != 0)
+	flow->backend_ip = be->ip;
+	flow->backend_port = be->port;
+	flow->svc_index = svc_index;
+	flow->backend_slot = slot;
+	flow->client_ifindex = ctx->ingress_ifindex;
+	__builtin_memcpy(flow->client_mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(flow->client_lb_mac, eth->h_dest, ETH_ALEN);
+	flow->last_seen = now;
+	if (lb_conntrack.update((struct lb_flow_key *)key, flow) != 0)
 		lb_count_global(LB_CNT_FLOW_INSERT_FAIL);
 	return 0;
+}
+
+/* Rewrite addresses and ports with incremental checksum updates; decrement the TTL. */
+static __always_inline void lb_rewrite(struct iphdr *iph, __be16 *ports, __u16 *l4_check, __be32 saddr, __be32 daddr,
+				       __be16 sport, __be16 dport)
+{
+	/* L4 first: its pseudo-header sum needs the old addresses */
+	__u16 check = *l4_check;
+	if (iph->protocol == IPPROTO_TCP || check != 0) {
+		check = lb_csum_replace4(check, iph->saddr, saddr);
+		check = lb_csum_replace4(check, iph->daddr, daddr);
+		check = lb_csum_replace2(check, ports[0], sport);
+		check = lb_csum_replace2(check, ports[1], dport);
+		if (iph->protocol == IPPROTO_UDP && check == 0)
+			check = 0xffff; /* 0 means "no checksum" for UDP */
+		*l4_check = check;
+	}
+	ports[0] = sport;
+	ports[1] = dport;
+
+	__u16 ip_check = iph->check;
+	ip_check = lb_csum_replace4(ip_check, iph->saddr, saddr);
+	ip_check = lb_csum_replace4(ip_check, iph->daddr, daddr);
+	/* TTL is the high byte of the 16-bit word it shares with the protocol */
+	__u16 old_word = bpf_htons(((__u16)iph->ttl << 8) | iph->protocol);
+	iph->ttl -= 1;
+	ip_check = lb_csum_replace2(ip_check, old_word, bpf_htons(((__u16)iph->ttl << 8) | iph->protocol));
+	iph->check = ip_check;
+	iph->saddr = saddr;
+	iph->daddr = daddr;
+}
+
+static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
+				   __u32 ifindex)
+{
+	__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	if (ifindex == 0 || ifindex == ctx->ingress_ifindex)
+		return XDP_TX;
+	return bpf_redirect(ifindex, 0);
 }
 
 int xdp_lb(struct xdp_md *ctx)
@@ -233,90 +274,130 @@ int xdp_lb(struct xdp_md *ctx)
 	struct iphdr *iph = (void *)(eth + 1);
 	if ((void *)(iph + 1) > data_end || iph->ihl < 5)
 		return XDP_PASS;
+
+	/* the one lookup every other packet pays */
+	__be32 daddr = iph->daddr;
+	struct lb_addr *addr = lb_addrs.lookup(&daddr);
+	if (!addr)
+		return XDP_PASS;
+	__u32 addr_flags = addr->flags;
+	__u32 snat_index = addr->snat_index;
+
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return XDP_PASS;
+	if (iph->frag_off & bpf_htons(0x3fff)) {
+		lb_count_global(LB_CNT_FRAGMENT);
+		return XDP_DROP;
+	}
 
 	void *l4 = (void *)iph + iph->ihl * 4;
 	__be16 *ports = l4;
 	__u16 *l4_check;
-	int tcp_syn = 0;
+	struct tcphdr *th = 0;
 	if (iph->protocol == IPPROTO_TCP) {
-		struct tcphdr *th = l4;
+		th = l4;
 		if ((void *)(th + 1) > data_end)
 			return XDP_PASS;
 		l4_check = &th->check;
-		tcp_syn = th->syn && !th->ack;
 	} else {
 		struct udphdr *uh = l4;
 		if ((void *)(uh + 1) > data_end)
 			return XDP_PASS;
 		l4_check = &uh->check;
 	}
+	if (iph->ttl <= 1) {
+		lb_count_global(LB_CNT_TTL_EXPIRED);
+		return XDP_PASS;
+	}
+	__u32 now = lb_now();
+	__u16 dport_host = bpf_ntohs(ports[1]);
+
+	if ((addr_flags & LB_ADDR_SNAT) && dport_host >= LB_SNAT_PORT_MIN && dport_host <= LB_SNAT_PORT_MAX) {
+		/* backend -> SNAT address: a reply */
+		__u32 idx = snat_index * LB_SNAT_PORTS + (dport_host - LB_SNAT_PORT_MIN);
+		struct lb_snat_slot *slot = lb_snat_ports.lookup(&idx);
+		if (!slot || slot->key.proto != iph->protocol) {
+			lb_count_global(LB_CNT_ORPHAN_REPLY);
+			return XDP_DROP;
+		}
+		struct lb_flow_key fkey = slot->key;
+		struct lb_flow *flow = lb_conntrack.lookup(&fkey);
+		if (!flow || flow->backend_ip != iph->saddr || flow->backend_port != ports[0] ||
+		    flow->snat_ip != daddr || flow->snat_port != ports[1]) {
+			lb_count_global(LB_CNT_ORPHAN_REPLY);
+			return XDP_DROP;
+		}
+		if (lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 1) : 0, now))
+			slot->free_at = lb_flow_free_at(flow, fkey.proto);
+		struct lb_flow f = *flow; /* the LRU entry may be evicted under us */
+		lb_count_flow(f.svc_index, f.backend_slot, 1, data_end - data, 0);
+		lb_rewrite(iph, ports, l4_check, fkey.daddr, fkey.saddr, fkey.dport, fkey.sport);
+		return lb_send(ctx, eth, f.client_lb_mac, f.client_mac, f.client_ifindex);
+	}
+	if (!(addr_flags & LB_ADDR_VIP))
+		return XDP_PASS;
 
 	struct lb_flow_key key = {};
 	key.saddr = iph->saddr;
-	key.daddr = iph->daddr;
+	key.daddr = daddr;
 	key.sport = ports[0];
 	key.dport = ports[1];
 	key.proto = iph->protocol;
 
-	/* work on a copy: the LRU entry may be evicted under us, and a copy keeps the verifier simple */
-	struct lb_nat nat;
+	struct lb_flow f;
 	int new_flow = 0;
-	struct lb_nat *known = lb_conntrack.lookup(&key);
-	/* A SYN opens a new connection even when an old one left an entry with the same 5-tuple (the
-	 * LRU has no timeouts): pick the backend again from the live table, as Katran does, so a reused
-	 * client port never lands on a removed backend. Retransmitted SYNs hash to the same backend. */
-	if (known && !(tcp_syn && !known->reply)) {
-		nat = *known;
+	struct lb_flow *flow = lb_conntrack.lookup(&key);
+	if (flow) {
+		/* A SYN on a closed or expired flow opens a new connection: pick the backend again from
+		 * the live table, so a reused client port never lands on a removed backend. A UDP flow
+		 * whose backend was removed moves on its next packet. */
+		if (th) {
+			if (th->syn && !th->ack && lb_flow_dead(flow, key.proto, now))
+				flow = 0;
+		} else if (!lb_backend_present(flow)) {
+			lb_count_global(LB_CNT_UDP_REPICK);
+			flow = 0;
+		}
+	}
+	if (flow) {
+		if (lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 0) : 0, now)) {
+			/* at most once a second: keep the port's slot in step, and check the port is still
+			 * ours (if another flow holds it, this one is lost: its packets must not join that flow) */
+			__u32 idx = (__u32)flow->snat_index * LB_SNAT_PORTS + (bpf_ntohs(flow->snat_port) - LB_SNAT_PORT_MIN);
+			struct lb_snat_slot *slot = lb_snat_ports.lookup(&idx);
+			if (!slot || !lb_key_equal(&slot->key, &key)) {
+				lb_count_global(LB_CNT_FLOW_LOST);
+				lb_conntrack.delete(&key);
+				return XDP_DROP;
+			}
+			slot->free_at = lb_flow_free_at(flow, key.proto);
+		}
+		f = *flow;
 	} else {
 		struct lb_service_key svc_key = {};
 		svc_key.vip = key.daddr;
 		svc_key.port = key.dport;
 		svc_key.proto = key.proto;
 		struct lb_service *svc = lb_services.lookup(&svc_key);
-		if (!svc)
-			return XDP_PASS; /* not a service of ours: the stack gets it untouched */
-		if (iph->frag_off & bpf_htons(0x3fff)) {
-			/* fragments carry no ports past the first; let the stack reassemble */
-			lb_count_global(LB_CNT_FRAGMENT);
-			return XDP_PASS;
+		if (!svc) {
+			lb_count_global(LB_CNT_PASSED);
+			return XDP_PASS; /* our address, not a service: the stack gets it untouched */
 		}
-		int verdict = lb_new_flow(ctx, eth, &key, svc, &nat);
+		int verdict = lb_new_flow(ctx, eth, &key, svc, now, &f);
 		if (verdict)
 			return verdict;
+		if (th && (th->fin || th->rst)) {
+			/* a first packet that already closes: record it so the port is free again */
+			struct lb_flow *stored = lb_conntrack.lookup(&key);
+			if (stored)
+				stored->state |= lb_tcp_state_bits(th, 0);
+		}
 		new_flow = 1;
 	}
 
-	lb_count_flow(nat.svc_index, nat.backend_slot, nat.reply, data_end - data, new_flow);
-
-	/* rewrite L4 first: its pseudo-header sum needs the old addresses */
-	__u16 check = *l4_check;
-	if (iph->protocol == IPPROTO_TCP || check != 0) {
-		check = lb_csum_replace4(check, iph->saddr, nat.saddr);
-		check = lb_csum_replace4(check, iph->daddr, nat.daddr);
-		check = lb_csum_replace2(check, ports[0], nat.sport);
-		check = lb_csum_replace2(check, ports[1], nat.dport);
-		if (iph->protocol == IPPROTO_UDP && check == 0)
-			check = 0xffff; /* 0 means "no checksum" for UDP */
-		*l4_check = check;
-	}
-	ports[0] = nat.sport;
-	ports[1] = nat.dport;
-
-	__u16 ip_check = iph->check;
-	ip_check = lb_csum_replace4(ip_check, iph->saddr, nat.saddr);
-	ip_check = lb_csum_replace4(ip_check, iph->daddr, nat.daddr);
-	iph->check = ip_check;
-	iph->saddr = nat.saddr;
-	iph->daddr = nat.daddr;
-
-	__builtin_memcpy(eth->h_source, nat.smac, ETH_ALEN);
-	__builtin_memcpy(eth->h_dest, nat.dmac, ETH_ALEN);
-
-	if (nat.ifindex == 0 || nat.ifindex == ctx->ingress_ifindex)
-		return XDP_TX;
-	return bpf_redirect(nat.ifindex, 0);
+	lb_count_flow(f.svc_index, f.backend_slot, 0, data_end - data, new_flow);
+	lb_rewrite(iph, ports, l4_check, f.snat_ip, f.backend_ip, f.snat_port, f.backend_port);
+	return lb_send(ctx, eth, f.backend_lb_mac, f.backend_mac, f.backend_ifindex);
 }
 
 /* Attached to the host-side peer of a container's veth in native mode: veth delivers XDP_TX

@@ -482,11 +482,26 @@ def find_veth_peer(link, link_netns_path):
                 continue
             with in_netns(path):
                 peer = link_by_index(link['peer_ifindex'])
+                if peer and peer['kind'] == 'veth' and peer['peer_ifindex'] == link['ifindex'] \
+                        and _netnsid_of(link_netns_path) in (None, peer['peer_netnsid']):
+                    return path, peer
         except (LoaderError, OSError):
             continue
-        if peer and peer['kind'] == 'veth' and peer['peer_ifindex'] == link['ifindex']:
-            return path, peer
     return None
+
+
+def _netnsid_of(path):
+    """The id the current namespace gives the namespace at path (None: cannot tell). Index numbers
+    repeat across namespaces: a veth in another lab with the same ifindex pair is not our peer."""
+    fd = os.open(path or '/proc/self/ns/net', os.O_RDONLY)
+    try:
+        with contextlib.closing(_iproute()) as ipr:
+            nsid = ipr.get_netnsid(fd=fd).get('nsid')
+    except Exception:  # pylint: disable=broad-except
+        return None
+    finally:
+        os.close(fd)
+    return nsid if nsid is not None and nsid >= 0 else -1
 
 
 def ipv4_addresses(ifindex):

@@ -12,7 +12,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
-from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import LbMaps, Limits, MAP_NAMES
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import LAYOUT_VERSION, LbMaps, Limits, MAP_NAMES
 
 PROG = 'xdp_lb'
 PEER_PROG = 'xdp_peer_pass'
@@ -32,7 +32,7 @@ def open_maps(pins, names=MAP_NAMES, staged=False):
 
 def limits_from_meta(meta):
     return Limits(meta['max_services'], meta['max_backends'], meta['ring_size'], meta['max_flows'],
-                  meta['snat_port_min'], meta['snat_port_max'])
+                  meta['snat_port_min'], meta['snat_port_max'], meta['max_snat_ips'], meta['timeouts'])
 
 
 def load_existing(pins):
@@ -48,6 +48,8 @@ def load_existing(pins):
     probe = LbMaps(fds, Limits())
     try:
         meta = probe.read_meta()
+        if meta['layout_version'] != LAYOUT_VERSION:
+            raise ValueError('flow-table layout %d, this version uses %d' % (meta['layout_version'], LAYOUT_VERSION))
         maps = LbMaps(fds, limits_from_meta(meta))
     except Exception as e:  # pylint: disable=broad-except
         probe.close()

@@ -27,7 +27,8 @@ EOPNOTSUPP = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
 DEFAULTS = {
     'name': 'xdp_lb', 'state': 'present', 'interface': None, 'container': None, 'netns': None, 'mode': 'auto',
     'force': False, 'services': None, 'max_services': 16, 'max_backends': 64, 'ring_size': 4099,
-    'max_flows': 65536, 'snat_port_range': [20000, 29999], 'bpf_sources': None,
+    'max_flows': 65536, 'snat_port_range': [20000, 29999], 'bpf_sources': None, 'max_snat_ips': 4,
+    'timeouts': None,
 }
 
 
@@ -110,9 +111,13 @@ class XdpLbDeployment(object):
             self.fail('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
                       'collection must be installed on the controller)' % MAIN_SOURCE)
         rng = p['snat_port_range']
-        if len(rng) != 2 or rng[0] > rng[1]:
-            self.fail('snat_port_range must be [first, last] with first <= last, got %s' % rng)
-        limits = Limits(p['max_services'], p['max_backends'], p['ring_size'], p['max_flows'], rng[0], rng[1])
+        if not isinstance(rng, list) or len(rng) != 2 or rng[0] > rng[1]:
+            self.fail('snat_port_range must be [first, last] with first <= last, got %s' % (rng,))
+        if p['timeouts'] is not None and not isinstance(p['timeouts'], dict):
+            self.fail('timeouts must be a dict (tcp_syn, tcp_established, tcp_closing, udp in seconds), got %r'
+                      % (p['timeouts'],))
+        limits = Limits(p['max_services'], p['max_backends'], p['ring_size'], p['max_flows'], rng[0], rng[1],
+                        p['max_snat_ips'], p['timeouts'])
         bpf_loader.require_bpffs()
         netns_path, label, link, addrs, ino = self.resolve_target()
         desired = normalize_services(p['services'], limits, addrs[0] if addrs else None)
@@ -131,6 +136,7 @@ class XdpLbDeployment(object):
             consistent = True
             attached_here = False
             old_place = None
+            keep_flows = None
             # our program, even when the maps around it are damaged: it is not a foreign one
             prog_id = self.pins.prog_id(xdp_deploy.PROG)
             if maps is not None:
@@ -139,8 +145,13 @@ class XdpLbDeployment(object):
                                  and meta['netns_ino'] == ino)
                 if not attached_here:
                     old_place = xdp_deploy.attachment(meta, prog_id)
-                if need_reload:
-                    self.changes.append('reload program (source or sizes changed)')
+                if need_reload and maps.limits.flow_layout() == limits.flow_layout():
+                    keep_flows = maps
+                    self.changes.append('reload program (source or options changed), keeping the flow table '
+                                        '(%d flows)' % maps.flow_count(limit=maps.limits.max_flows))
+                elif need_reload:
+                    self.changes.append('reload program with a new flow-table layout: %d live flows will be reset'
+                                        % maps.flow_count(limit=maps.limits.max_flows))
             else:
                 self.changes.append('load and pin program %s' % self.pins.path)
             foreign = bool(link['xdp_prog_id']) and link['xdp_prog_id'] != prog_id
@@ -155,7 +166,7 @@ class XdpLbDeployment(object):
                 self.changes.append('detach from %s in %s' % (old_place['link']['ifname'], old_place['netns']))
             if not attached_here:
                 self.changes.append('attach to %s in %s' % (link['ifname'], label))
-            config_changes = diff_services(before, desired) if not need_reload else diff_services([], desired)
+            config_changes = diff_services(before, desired)
             if not consistent and not config_changes:
                 config_changes = ['rewrite inconsistent Maglev tables left by an interrupted run']
             self.changes.extend(config_changes)
@@ -164,7 +175,12 @@ class XdpLbDeployment(object):
                 self.changes.append('switch attach mode %s -> %s' % (link['xdp_mode'], wanted_mode))
                 attached_here = False
 
-            diff = {'before': {'services': before}, 'after': {'services': desired}}
+            diff = {'before': {'services': before, 'limits': maps.limits.as_dict() if maps is not None else None,
+                               'interface': {'name': meta['ifname'], 'netns': meta['netns'], 'mode': meta['mode']}
+                               if maps is not None else None},
+                    'after': {'services': desired, 'limits': limits.as_dict(),
+                              'interface': {'name': link['ifname'], 'netns': label,
+                                            'mode': link['xdp_mode'] if attached_here else p['mode']}}}
             if self.check_mode or not self.changes:
                 result = dict(changed=bool(self.changes), changes=self.changes, services=desired,
                               pin_path=self.pins.path, diff=diff,
@@ -174,11 +190,12 @@ class XdpLbDeployment(object):
                 return result
 
             if need_reload:
+                carried = keep_flows.export_config() if keep_flows is not None else None
                 if maps is not None:
                     maps.close()
                     maps = None
                 self.reload(limits, digest, desired, netns_path, label, link, ino, old_place,
-                            meta if isinstance(meta, dict) else None)
+                            meta if isinstance(meta, dict) else None, carried)
             else:
                 if old_place:
                     self.detach(old_place['netns_path'], old_place['link'], meta)
@@ -219,8 +236,13 @@ class XdpLbDeployment(object):
                 return mac
         return lookup
 
-    def reload(self, limits, digest, desired, netns_path, label, link, ino, old_place, old_meta):
-        bpf, fds = bpf_loader.compile_and_load(self.p['bpf_sources'], MAIN_SOURCE, limits.cflags(),
+    def reload(self, limits, digest, desired, netns_path, label, link, ino, old_place, old_meta, carried=None):
+        """Load a new program set. With carried (the old configuration rows), the new program opens the
+        pinned flow tables of the running one (BPF_TABLE_PINNED on the live pins) so connections survive."""
+        cflags = list(limits.cflags())
+        if carried is not None:
+            cflags.append('-DLB_FLOWS_PIN="%s"' % self.pins.path)
+        bpf, fds = bpf_loader.compile_and_load(self.p['bpf_sources'], MAIN_SOURCE, cflags,
                                                {xdp_deploy.PROG: 'xdp', xdp_deploy.PEER_PROG: 'xdp'})
         try:
             map_fds = dict((n, bpf_loader.table_fd(bpf, n)) for n in xdp_deploy.MAP_NAMES)
@@ -230,6 +252,8 @@ class XdpLbDeployment(object):
             raise
         staged = LbMaps(xdp_deploy.open_maps(self.pins, staged=True), limits)
         try:
+            if carried is not None:
+                staged.import_config(carried)
             staged.apply(desired, self.mac_lookup(netns_path, link))
             if old_place:
                 self.detach(old_place['netns_path'], old_place['link'], None)

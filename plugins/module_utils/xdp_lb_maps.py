@@ -18,24 +18,53 @@ from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall
 PROTOCOLS = {'tcp': 6, 'udp': 17}
 PROTOCOL_NAMES = dict((v, k) for k, v in PROTOCOLS.items())
 
+# bump with LB_LAYOUT_VERSION in bpf/xdp_lb.h: flow tables are kept across a reload only when
+# their layout is the same
+LAYOUT_VERSION = 2
+SVC_SNAT_MAX = 4  # LB_SVC_SNAT_MAX
+
 SERVICE_KEY = struct.Struct('=4s2sBx')
-SERVICE = struct.Struct('=III4s')
+SERVICE = struct.Struct('=IIII' + '4sI' * SVC_SNAT_MAX)
+ADDR_KEY = struct.Struct('=4s')
+ADDR = struct.Struct('=II')
+ADDR_VIP = 1
+ADDR_SNAT = 2
 BACKEND = struct.Struct('=4s2s6sBBH')
 FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
-NAT = struct.Struct('=4s4s2s2s6s6sIHHB3x')
-COUNTERS = struct.Struct('=6Q')
-META = struct.Struct('=32sIIIIHHII4xQB7x16s96s')
+FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBx')
+SNAT_SLOT = struct.Struct('=4s4s2s2sB3xII')
+COUNTERS = struct.Struct('=7Q')
+META = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
 U32 = struct.Struct('=I')
 U64 = struct.Struct('=Q')
 
-COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes', 'drops')
+COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes', 'drops', 'refused')
+# enum lb_global_counter
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
-                   'fragments_passed')
+                   'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
+                   'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated')
 MODES = {1: 'native', 2: 'generic'}
 MODE_IDS = dict((v, k) for k, v in MODES.items())
 
-MAP_NAMES = ('lb_services', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_svc_stats', 'lb_be_stats',
-             'lb_global', 'lb_meta')
+MAP_NAMES = ('lb_services', 'lb_addrs', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_snat_ports', 'lb_svc_stats',
+             'lb_be_stats', 'lb_global', 'lb_meta')
+# kept across a reload when the layout is unchanged: the live connections
+FLOW_MAPS = ('lb_conntrack', 'lb_snat_ports')
+
+# flow state bits (LB_ST_*)
+ST_REPLIED, ST_FIN_FWD, ST_FIN_REPLY, ST_RST = 1, 2, 4, 8
+
+# the flow clock: bpf_ktime_get_coarse_ns() >> TIME_SHIFT
+TIME_SHIFT = 24
+TIMEOUT_NAMES = ('tcp_syn', 'tcp_established', 'tcp_closing', 'udp')
+TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 'udp': 60}
+TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
+                 'udp': 'LB_TO_UDP'}
+
+
+def clock_units(seconds):
+    """Seconds in flow-clock units, rounded up."""
+    return -(-int(seconds) * 1000000000 // (1 << TIME_SHIFT))
 
 
 class ConfigError(ValueError):
@@ -45,8 +74,28 @@ class ConfigError(ValueError):
 def ip_bytes(ip, what):
     try:
         return socket.inet_aton(ip) if ip.count('.') == 3 else _bad(ip, what)
-    except (OSError, socket.error, AttributeError):
+    except (OSError, socket.error, AttributeError, TypeError):
         return _bad(ip, what)
+
+
+def usable_ip(ip, what):
+    """ip_bytes() for an address packets are sent to or from: refuses those that cannot work."""
+    raw = ip_bytes(ip, what)
+    first = bytearray(raw)[0]
+    reason = None
+    if raw == b'\0\0\0\0' or first == 0:
+        reason = 'is unspecified ("this network")'
+    elif raw == b'\xff\xff\xff\xff':
+        reason = 'is the broadcast address'
+    elif 224 <= first <= 239:
+        reason = 'is a multicast address'
+    elif first >= 240:
+        reason = 'is reserved (class E)'
+    elif first == 127:
+        reason = 'is a loopback address (XDP never sees loopback traffic)'
+    if reason:
+        raise ConfigError('%s %s %s: use a unicast address the interface can send to or receive on' % (what, ip, reason))
+    return raw
 
 
 def _bad(ip, what):
@@ -77,13 +126,14 @@ def _int(value, what, lo, hi):
 
 class Limits(object):
     def __init__(self, max_services=16, max_backends=64, ring_size=4099, max_flows=65536,
-                 snat_port_min=20000, snat_port_max=29999):
+                 snat_port_min=20000, snat_port_max=29999, max_snat_ips=4, timeouts=None):
         self.max_services = _int(max_services, 'max_services', 1, 1024)
         self.max_backends = _int(max_backends, 'max_backends', 1, 1024)
         self.ring_size = _int(ring_size, 'ring_size', 3, 1000003)
         self.max_flows = _int(max_flows, 'max_flows', 64, 16777216)
         self.snat_port_min = _int(snat_port_min, 'snat_port_range start', 1024, 65535)
         self.snat_port_max = _int(snat_port_max, 'snat_port_range end', 1024, 65535)
+        self.max_snat_ips = _int(max_snat_ips, 'max_snat_ips', 1, 64)
         if not maglev.is_prime(self.ring_size):
             raise ConfigError('ring_size %d must be a prime number (e.g. 4099, 16381, 65537)' % self.ring_size)
         if self.ring_size <= self.max_backends * 10:
@@ -93,15 +143,36 @@ class Limits(object):
         if self.snat_port_max - self.snat_port_min < 63:
             raise ConfigError('snat_port_range %d-%d is too small: give at least 64 ports'
                               % (self.snat_port_min, self.snat_port_max))
+        timeouts = dict((k, v) for k, v in (timeouts or {}).items() if v is not None)
+        unknown = sorted(set(timeouts) - set(TIMEOUT_NAMES))
+        if unknown:
+            raise ConfigError('timeouts has unknown keys %s: use %s' % (', '.join(unknown), ', '.join(TIMEOUT_NAMES)))
+        self.timeouts = dict(TIMEOUT_DEFAULTS)
+        for name, value in timeouts.items():
+            self.timeouts[name] = _int(value, 'timeouts.%s' % name, 1, 7 * 86400)
 
     def cflags(self):
-        return ['-DLB_MAX_SERVICES=%d' % self.max_services, '-DLB_MAX_BACKENDS=%d' % self.max_backends,
-                '-DLB_RING_SIZE=%d' % self.ring_size, '-DLB_MAX_FLOWS=%d' % self.max_flows,
-                '-DLB_SNAT_PORT_MIN=%d' % self.snat_port_min, '-DLB_SNAT_PORT_MAX=%d' % self.snat_port_max]
+        flags = ['-DLB_MAX_SERVICES=%d' % self.max_services, '-DLB_MAX_BACKENDS=%d' % self.max_backends,
+                 '-DLB_RING_SIZE=%d' % self.ring_size, '-DLB_MAX_FLOWS=%d' % self.max_flows,
+                 '-DLB_SNAT_PORT_MIN=%d' % self.snat_port_min, '-DLB_SNAT_PORT_MAX=%d' % self.snat_port_max,
+                 '-DLB_MAX_SNAT_IPS=%d' % self.max_snat_ips]
+        flags += ['-D%s=%d' % (TIMEOUT_FLAGS[n], clock_units(self.timeouts[n])) for n in TIMEOUT_NAMES]
+        return flags
+
+    def flow_layout(self):
+        """What the flow tables' shape and meaning depend on (flows record service rows and backend
+        slots): equal layouts let a reload keep them."""
+        return (LAYOUT_VERSION, self.max_flows, self.max_snat_ips, self.snat_port_min, self.snat_port_max,
+                self.max_services, self.max_backends)
+
+    @property
+    def snat_ports(self):
+        return self.snat_port_max - self.snat_port_min + 1
 
     def as_dict(self):
         return dict(max_services=self.max_services, max_backends=self.max_backends, ring_size=self.ring_size,
-                    max_flows=self.max_flows, snat_port_range=[self.snat_port_min, self.snat_port_max])
+                    max_flows=self.max_flows, snat_port_range=[self.snat_port_min, self.snat_port_max],
+                    max_snat_ips=self.max_snat_ips, timeouts=dict(self.timeouts))
 
 
 def normalize_services(services, limits, default_snat_ip):
@@ -118,19 +189,28 @@ def normalize_services(services, limits, default_snat_ip):
         if not isinstance(svc, dict):
             raise ConfigError('%s must be a dict with vip, port, protocol and backends' % where)
         vip = svc.get('vip')
-        ip_bytes(vip, '%s.vip' % where)
+        usable_ip(vip, '%s.vip' % where)
         port = _int(svc.get('port'), '%s.port' % where, 1, 65535)
         proto = (svc.get('protocol') or 'tcp').lower()
         if proto not in PROTOCOLS:
             raise ConfigError('%s.protocol %r is not supported: use tcp or udp' % (where, proto))
-        snat_ip = svc.get('snat_ip') or default_snat_ip
-        if not snat_ip:
+        snat_ips = svc.get('snat_ip') or default_snat_ip
+        if not snat_ips:
             raise ConfigError('%s: no snat_ip given and the interface has no IPv4 address to use' % where)
-        ip_bytes(snat_ip, '%s.snat_ip' % where)
+        if not isinstance(snat_ips, list):
+            snat_ips = [snat_ips]
+        if len(snat_ips) > SVC_SNAT_MAX:
+            raise ConfigError('%s.snat_ip lists %d addresses: at most %d per service' % (where, len(snat_ips),
+                                                                                        SVC_SNAT_MAX))
+        if len(set(snat_ips)) != len(snat_ips):
+            raise ConfigError('%s.snat_ip lists an address twice' % where)
+        for snat_ip in snat_ips:
+            usable_ip(snat_ip, '%s.snat_ip' % where)
+        snat_ips = sorted(snat_ips, key=socket.inet_aton)
         if (vip, port, proto) in seen:
             raise ConfigError('%s: service %s:%d/%s is listed twice' % (where, vip, port, proto))
         seen.add((vip, port, proto))
-        if vip == snat_ip and limits.snat_port_min <= port <= limits.snat_port_max:
+        if vip in snat_ips and limits.snat_port_min <= port <= limits.snat_port_max:
             raise ConfigError('%s: port %d lies in snat_port_range %d-%d on the same address; move the '
                               'service port or the range'
                               % (where, port, limits.snat_port_min, limits.snat_port_max))
@@ -150,16 +230,20 @@ def normalize_services(services, limits, default_snat_ip):
             if not isinstance(be, dict):
                 raise ConfigError('%s must be a dict with ip, port and weight' % bwhere)
             bip = be.get('ip')
-            ip_bytes(bip, '%s.ip' % bwhere)
+            usable_ip(bip, '%s.ip' % bwhere)
             bport = _int(be.get('port') if be.get('port') is not None else port, '%s.port' % bwhere, 1, 65535)
-            weight = _int(be.get('weight') if be.get('weight') is not None else 1, '%s.weight' % bwhere, 1, 1000)
+            weight = _int(be.get('weight') if be.get('weight') is not None else 1, '%s.weight' % bwhere, 0, 1000)
             if (bip, bport) in bseen:
                 raise ConfigError('%s: backend %s:%d is listed twice' % (bwhere, bip, bport))
             bseen.add((bip, bport))
             norm_backends.append({'ip': bip, 'port': bport, 'weight': weight})
         norm_backends.sort(key=lambda b: (socket.inet_aton(b['ip']), b['port']))
-        result.append({'vip': vip, 'port': port, 'protocol': proto, 'snat_ip': snat_ip, 'backends': norm_backends})
+        result.append({'vip': vip, 'port': port, 'protocol': proto, 'snat_ip': snat_ips, 'backends': norm_backends})
     result.sort(key=service_sort_key)
+    snat_all = set(ip for s in result for ip in s['snat_ip'])
+    if len(snat_all) > limits.max_snat_ips:
+        raise ConfigError('the services use %d SNAT addresses but max_snat_ips is %d: raise max_snat_ips'
+                          % (len(snat_all), limits.max_snat_ips))
     return result
 
 
@@ -195,13 +279,26 @@ class LbMaps(object):
 
     # -- reading --
     def services(self):
-        """{service key bytes: (index, ring_gen, backend_count, snat_ip)}"""
+        """{service key bytes: {index, ring_gen, backend_count, snat: [(ip str, snat index)]}}"""
         fd = self.fds['lb_services']
         result = {}
         for key in bpf_syscall.map_keys(fd, SERVICE_KEY.size, limit=self.limits.max_services * 2):
             raw = bpf_syscall.map_lookup(fd, key, SERVICE.size)
             if raw is not None:
-                result[key] = SERVICE.unpack(raw)
+                fields = SERVICE.unpack(raw)
+                count = min(fields[3], SVC_SNAT_MAX)
+                snat = [(ip_str(fields[4 + 2 * i]), fields[5 + 2 * i]) for i in range(count)]
+                result[key] = {'index': fields[0], 'ring_gen': fields[1], 'backend_count': fields[2], 'snat': snat}
+        return result
+
+    def addrs(self):
+        """{ip str: (flags, snat index)} of lb_addrs."""
+        fd = self.fds['lb_addrs']
+        result = {}
+        for key in bpf_syscall.map_keys(fd, ADDR_KEY.size, limit=(self.limits.max_services + self.limits.max_snat_ips) * 2):
+            raw = bpf_syscall.map_lookup(fd, key, ADDR.size)
+            if raw is not None:
+                result[ip_str(key)] = ADDR.unpack(raw)
         return result
 
     def backend_row(self, svc_index, slot):
@@ -212,7 +309,7 @@ class LbMaps(object):
                 'weight': weight}
 
     def active_backends(self, svc_index):
-        """{slot: row} of active rows of a service."""
+        """{slot: row} of active rows of a service (draining ones included)."""
         rows = {}
         for slot in range(self.limits.max_backends):
             row = self.backend_row(svc_index, slot)
@@ -230,17 +327,24 @@ class LbMaps(object):
         """The live configuration as normalize_services() would return it, plus consistency flags."""
         config = []
         consistent = True
-        for key, (index, gen, count, snat) in self.services().items():
+        addrs = self.addrs()
+        for key, entry in self.services().items():
             vip, port, proto = SERVICE_KEY.unpack(key)
+            index = entry['index']
             rows = self.active_backends(index)
             backends = sorted(({'ip': r['ip'], 'port': r['port'], 'weight': r['weight']} for r in rows.values()),
                               key=lambda b: (socket.inet_aton(b['ip']), b['port']))
+            snat = sorted((ip for ip, _i in entry['snat']), key=socket.inet_aton)
             svc = {'vip': ip_str(vip), 'port': port_int(port), 'protocol': PROTOCOL_NAMES.get(proto, str(proto)),
-                   'snat_ip': ip_str(snat), 'backends': backends}
-            expected = maglev.build_table([(s, backend_label(r), r['weight']) for s, r in rows.items()],
+                   'snat_ip': snat, 'backends': backends}
+            weighted = dict((s, r) for s, r in rows.items() if r['weight'] > 0)
+            expected = maglev.build_table([(s, backend_label(r), r['weight']) for s, r in weighted.items()],
                                           self.limits.ring_size)
-            if count != len(rows) or (rows and self.ring(index, gen) != expected):
+            if entry['backend_count'] != len(weighted) or (weighted and self.ring(index, entry['ring_gen']) != expected):
                 consistent = False  # a run died between steps: rewrite this service
+            if svc['vip'] not in addrs or any(addrs.get(ip, (0, 0))[1] != i or not addrs[ip][0] & ADDR_SNAT
+                                              for ip, i in entry['snat']):
+                consistent = False
             config.append(svc)
         config.sort(key=service_sort_key)
         return config, consistent
@@ -264,13 +368,15 @@ class LbMaps(object):
             entry = services.get(pack_service_key(svc))
             if entry is None:
                 continue
-            index = entry[0]
+            index = entry['index']
             stats = dict(zip(COUNTER_FIELDS, self.percpu_sum('lb_svc_stats', index, COUNTERS)))
             backends = []
             for slot, row in sorted(self.active_backends(index).items()):
                 b = dict(zip(COUNTER_FIELDS, self.percpu_sum('lb_be_stats', index * self.limits.max_backends + slot,
                                                              COUNTERS)))
-                b.update({'ip': row['ip'], 'port': row['port'], 'weight': row['weight']})
+                del b['refused']
+                b.update({'ip': row['ip'], 'port': row['port'], 'weight': row['weight'],
+                          'draining': row['weight'] == 0})
                 backends.append(b)
             stats.update({'service': service_label(svc), 'backends': backends})
             out.append(stats)
@@ -282,51 +388,114 @@ class LbMaps(object):
     def flow_count(self, limit=None):
         return len(bpf_syscall.map_keys(self.fds['lb_conntrack'], FLOW_KEY.size, limit=limit))
 
+    def flows(self, limit=None):
+        """[(key tuple, flow dict)] of lb_conntrack entries."""
+        fd = self.fds['lb_conntrack']
+        out = []
+        for key in bpf_syscall.map_keys(fd, FLOW_KEY.size, limit=limit):
+            raw = bpf_syscall.map_lookup(fd, key, FLOW.size)
+            if raw is not None:
+                out.append((FLOW_KEY.unpack(key), unpack_flow(raw)))
+        return out
+
     def read_meta(self):
         raw = bpf_syscall.map_lookup(self.fds['lb_meta'], U32.pack(0), META.size)
         (digest, max_services, max_backends, ring_size, max_flows, pmin, pmax, ifindex, peer_ifindex, netns_ino,
-         mode, ifname, netns) = META.unpack(raw)
+         mode, ifname, netns, layout, max_snat_ips, to_syn, to_est, to_closing, to_udp) = META.unpack(raw)
         return {'digest': digest, 'max_services': max_services, 'max_backends': max_backends,
                 'ring_size': ring_size, 'max_flows': max_flows, 'snat_port_min': pmin, 'snat_port_max': pmax,
                 'ifindex': ifindex, 'peer_ifindex': peer_ifindex, 'netns_ino': netns_ino,
                 'mode': MODES.get(mode), 'ifname': ifname.split(b'\0', 1)[0].decode(),
-                'netns': netns.split(b'\0', 1)[0].decode()}
+                'netns': netns.split(b'\0', 1)[0].decode(), 'layout_version': layout, 'max_snat_ips': max_snat_ips,
+                'timeouts': dict(zip(TIMEOUT_NAMES, (to_syn, to_est, to_closing, to_udp)))}
 
     # -- writing --
     def write_meta(self, digest, ifindex, peer_ifindex, netns_ino, mode, ifname, netns):
         lim = self.limits
         raw = META.pack(digest, lim.max_services, lim.max_backends, lim.ring_size, lim.max_flows,
                         lim.snat_port_min, lim.snat_port_max, ifindex, peer_ifindex or 0, netns_ino,
-                        MODE_IDS.get(mode, 0), ifname.encode()[:15], netns.encode()[:95])
+                        MODE_IDS.get(mode, 0), ifname.encode()[:15], netns.encode()[:95], LAYOUT_VERSION,
+                        lim.max_snat_ips, *[lim.timeouts[n] for n in TIMEOUT_NAMES])
         bpf_syscall.map_update(self.fds['lb_meta'], U32.pack(0), raw)
+
+    # -- carrying the configuration into a reloaded program that keeps the flow tables --
+    CONFIG_MAPS = (('lb_services', SERVICE_KEY, SERVICE), ('lb_addrs', ADDR_KEY, ADDR))
+
+    def export_config(self):
+        """Raw service, address and backend rows: flows refer to their service rows, backend slots and
+        SNAT rows, so a program that keeps the flows must start from the same rows."""
+        out = {}
+        for name, kfmt, vfmt in self.CONFIG_MAPS:
+            fd = self.fds[name]
+            out[name] = dict((k, bpf_syscall.map_lookup(fd, k, vfmt.size))
+                             for k in bpf_syscall.map_keys(fd, kfmt.size, limit=4096))
+        rows = {}
+        for entry in self.services().values():
+            for slot in self.active_backends(entry['index']):
+                idx = U32.pack(entry['index'] * self.limits.max_backends + slot)
+                rows[idx] = bpf_syscall.map_lookup(self.fds['lb_backends'], idx, BACKEND.size)
+        out['lb_backends'] = rows
+        return out
+
+    def import_config(self, config):
+        """Write export_config() rows. The Maglev tables are not copied: apply() writes the idle table
+        of every service and flips to it before the program is attached."""
+        for name, entries in config.items():
+            for key, value in entries.items():
+                if value is not None:
+                    bpf_syscall.map_update(self.fds[name], key, value)
+
+    def _snat_indexes(self, desired, live_addrs):
+        """SNAT address -> row in lb_snat_ports. An address keeps its row while it stays in use: the
+        ports of its live flows are recorded there."""
+        wanted = sorted(set(ip for s in desired for ip in s['snat_ip']), key=socket.inet_aton)
+        result = dict((ip, live_addrs[ip][1]) for ip in wanted
+                      if ip in live_addrs and live_addrs[ip][0] & ADDR_SNAT)
+        free = [i for i in range(self.limits.max_snat_ips) if i not in result.values()]
+        for ip in wanted:
+            if ip not in result:
+                result[ip] = free.pop(0)
+        return result
 
     def apply(self, desired, neighbour_mac=None):
         """Make the maps hold `desired` (normalized). Order keeps the data path consistent at each step:
-        new backend rows first, then the idle Maglev table, then one service update flips to it, and
-        only then are removed rows cleared. Established flows live in lb_conntrack and are untouched."""
+        addresses first, new backend rows, then the idle Maglev table, then one service update flips to
+        it, and only then are removed rows and addresses cleared. Established flows live in lb_conntrack
+        and are untouched; they carry their backend's address, so removed backends' TCP flows continue."""
         lim = self.limits
         live = self.services()
+        live_addrs = self.addrs()
         wanted_keys = set(pack_service_key(s) for s in desired)
+        snat_index = self._snat_indexes(desired, live_addrs)
+        want_addrs = {}
+        for svc in desired:
+            flags, idx = want_addrs.get(svc['vip'], (0, 0))
+            want_addrs[svc['vip']] = (flags | ADDR_VIP, idx)
+        for ip, idx in snat_index.items():
+            want_addrs[ip] = (want_addrs.get(ip, (0, 0))[0] | ADDR_SNAT, idx)
+        for ip, value in sorted(want_addrs.items()):
+            if live_addrs.get(ip) != value:
+                bpf_syscall.map_update(self.fds['lb_addrs'], ip_bytes(ip, 'address'), ADDR.pack(*value))
 
         # services that go away stop taking new flows first; their flows in lb_conntrack carry the
         # backend address themselves, so clearing the rows does not cut them
         for key, value in live.items():
             if key not in wanted_keys:
                 bpf_syscall.map_delete(self.fds['lb_services'], key)
-                self._clear_rows(value[0])
-        used = set(v[0] for k, v in live.items() if k in wanted_keys)
+                self._clear_rows(value['index'])
+        used = set(v['index'] for k, v in live.items() if k in wanted_keys)
         free = [i for i in range(lim.max_services) if i not in used]
 
         for svc in desired:
             key = pack_service_key(svc)
             if key in live:
-                index, gen = live[key][0], live[key][1]
+                index, gen = live[key]['index'], live[key]['ring_gen']
                 new_gen = 1 - gen
             else:
                 index = free.pop(0)
                 new_gen = 0
                 self._clear_rows(index)
-                self._reset_counters(index)
+                self._reset_counters(index, service=True)
             rows = self.active_backends(index) if key in live else {}
             by_label = dict((backend_label(r), s) for s, r in rows.items())
             want_labels = set(backend_label(b) for b in svc['backends'])
@@ -336,18 +505,32 @@ class LbMaps(object):
             slots = []
             for be in svc['backends']:
                 label = backend_label(be)
-                slot = by_label[label] if label in by_label else free_slots.pop(0)
+                if label in by_label:
+                    slot = by_label[label]
+                else:
+                    slot = free_slots.pop(0)
+                    if key in live:
+                        self._reset_counters(index, slot=slot)  # a slot's new backend starts from zero
                 mac = neighbour_mac(be['ip']) if neighbour_mac else None
                 self._write_row(index, slot, be, mac)
                 slots.append((slot, label, be['weight']))
-            table = maglev.build_table(slots, lim.ring_size)
-            self._write_ring(index, new_gen, table)
+            weighted = [entry for entry in slots if entry[2] > 0]  # weight 0: draining, in no table
+            table = maglev.build_table(weighted, lim.ring_size) if weighted else []
+            if table:
+                self._write_ring(index, new_gen, table)
+            snat = [(ip, snat_index[ip]) for ip in svc['snat_ip']]
+            packed_snat = []
+            for i in range(SVC_SNAT_MAX):
+                packed_snat += [ip_bytes(snat[i][0], 'snat_ip'), snat[i][1]] if i < len(snat) else [b'\0' * 4, 0]
             bpf_syscall.map_update(self.fds['lb_services'], key,
-                                   SERVICE.pack(index, new_gen, len(slots), ip_bytes(svc['snat_ip'], 'snat_ip')))
+                                   SERVICE.pack(index, new_gen, len(weighted), len(snat), *packed_snat))
             keep = set(entry[0] for entry in slots)
             for slot in rows:
                 if slot not in keep:
                     self._write_row(index, slot, None, None)
+        for ip in live_addrs:
+            if ip not in want_addrs:
+                bpf_syscall.map_delete(self.fds['lb_addrs'], ip_bytes(ip, 'address'))
 
     def _write_row(self, index, slot, be, mac):
         if be is None:
@@ -358,13 +541,15 @@ class LbMaps(object):
                                1 if mac else 0, be['weight'])
         bpf_syscall.map_update(self.fds['lb_backends'], U32.pack(index * self.limits.max_backends + slot), raw)
 
-    def _reset_counters(self, index):
-        """A reused service row starts from zero, not from the counters of the service it had before."""
+    def _reset_counters(self, index, service=False, slot=None):
+        """A reused service row or backend slot starts from zero, not from the counters of what it held."""
         stride = (COUNTERS.size + 7) // 8 * 8
         zeros = b'\0' * (stride * self.ncpus)
-        bpf_syscall.map_update(self.fds['lb_svc_stats'], U32.pack(index), zeros)
-        for slot in range(self.limits.max_backends):
-            bpf_syscall.map_update(self.fds['lb_be_stats'], U32.pack(index * self.limits.max_backends + slot), zeros)
+        if service:
+            bpf_syscall.map_update(self.fds['lb_svc_stats'], U32.pack(index), zeros)
+        slots = range(self.limits.max_backends) if slot is None else [slot]
+        for s in slots:
+            bpf_syscall.map_update(self.fds['lb_be_stats'], U32.pack(index * self.limits.max_backends + s), zeros)
 
     def _clear_rows(self, index):
         for slot in range(self.limits.max_backends):
@@ -377,6 +562,25 @@ class LbMaps(object):
         base = (index * 2 + gen) * self.limits.ring_size
         for i, slot in enumerate(table):
             bpf_syscall.map_update(fd, U32.pack(base + i), U32.pack(slot))
+
+
+def unpack_flow(raw):
+    (backend_ip, snat_ip, backend_port, snat_port, svc_index, backend_slot, client_ifindex, backend_ifindex,
+     client_mac, client_lb_mac, backend_mac, backend_lb_mac, last_seen, snat_index, state) = FLOW.unpack(raw)
+    return {'backend_ip': ip_str(backend_ip), 'snat_ip': ip_str(snat_ip), 'backend_port': port_int(backend_port),
+            'snat_port': port_int(snat_port), 'svc_index': svc_index, 'backend_slot': backend_slot,
+            'client_ifindex': client_ifindex, 'backend_ifindex': backend_ifindex, 'last_seen': last_seen,
+            'snat_index': snat_index, 'state': state}
+
+
+def state_name(state, proto):
+    if proto == PROTOCOLS['udp']:
+        return 'udp'
+    if state & ST_RST or (state & ST_FIN_FWD and state & ST_FIN_REPLY):
+        return 'closed'
+    if state & (ST_FIN_FWD | ST_FIN_REPLY):
+        return 'closing'
+    return 'established' if state & ST_REPLIED else 'syn_sent'
 
 
 def diff_services(before, after):
@@ -398,8 +602,10 @@ def diff_services(before, after):
             changes.append('service %s: add backend %s (weight %d)' % (label, bl, new[bl]['weight']))
         for bl in sorted(set(new) & set(old)):
             if new[bl]['weight'] != old[bl]['weight']:
-                changes.append('service %s: backend %s weight %d -> %d' % (label, bl, old[bl]['weight'],
-                                                                           new[bl]['weight']))
+                changes.append('service %s: backend %s weight %d -> %d%s' % (
+                    label, bl, old[bl]['weight'], new[bl]['weight'],
+                    ' (draining: no new flows, existing ones continue)' if new[bl]['weight'] == 0 else ''))
         if a[label]['snat_ip'] != b[label]['snat_ip']:
-            changes.append('service %s: snat_ip %s -> %s' % (label, b[label]['snat_ip'], a[label]['snat_ip']))
+            changes.append('service %s: snat_ip %s -> %s' % (label, ', '.join(b[label]['snat_ip']),
+                                                             ', '.join(a[label]['snat_ip'])))
     return changes

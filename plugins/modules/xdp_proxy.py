@@ -20,12 +20,25 @@ description:
     (full NAT), updates the IPv4 and TCP/UDP checksums incrementally and sends it out with XDP_TX
     or a redirect. A connection table (LRU) keeps every flow on its backend, also while backends
     are added or removed.
-  - The SNAT source port of a flow is derived from a hash of the client's 5-tuple and checked for
-    collisions against the connection table, so many clients, even ones that share a source port,
-    never collide; up to 8 candidate ports are tried inside O(snat_port_range).
-  - Changing only I(services) updates the maps in place without reloading the program, so live
-    connections survive. Changing the program source or a size option reloads it, atomically
-    replacing the attached program; that starts with an empty connection table.
+  - A flow ends. TCP flows move through SYN, established and closing (a FIN or RST) and expire after
+    an idle time per state (I(timeouts)); UDP flows expire when idle. A closed or expired flow's SNAT
+    port is free again for a new flow.
+  - SNAT ports are unique per SNAT address. A new flow first tries a port derived from a hash of its
+    5-tuple (a flow whose entry was evicted gets its own port back), then scans from a random port.
+    A flow is refused only when the ports it can check are all held by live flows; C(xdp_stats)
+    reports refused flows per service with advice. Several SNAT addresses (I(snat_ip) as a list)
+    give more ports.
+  - One connection-table entry serves both directions of a flow, so they cannot come apart; a packet
+    from a backend to a SNAT address and port without a live flow is dropped (the stack would answer
+    with RST), and counted.
+  - Changing only I(services) updates the maps in place without reloading the program. Changing the
+    program source, a timeout or the Maglev size reloads it, atomically replacing the attached
+    program, and keeps the connection table, so live connections continue. Changing I(max_flows),
+    I(max_snat_ips), I(snat_port_range), I(max_services) or I(max_backends) changes the table's
+    layout; the reload starts with an empty table, and check mode and the C(changes) list say how
+    many flows that resets.
+  - See C(docs/xdp-load-balancer.md) in the collection for the design, memory per connection, and
+    how fragments, TTL and backend removal are handled.
   - The action plugin of this module ships the BPF sources from the collection to the target.
 author:
   - ebpf.networking developers (@ebpf-networking)
@@ -104,10 +117,17 @@ options:
         choices: [tcp, udp]
         default: tcp
       snat_ip:
-        description: Source address used towards backends; defaults to the interface's first IPv4 address.
-        type: str
+        description:
+          - Source address, or a list of up to 4 addresses, used towards backends; defaults to the
+            interface's first IPv4 address. Each address gives the service every port of I(snat_port_range).
+          - Unspecified, broadcast, multicast, loopback and class E addresses are refused, also for I(vip) and backends.
+        type: raw
       backends:
-        description: Backends as dicts (C(ip), C(port) default the service port, C(weight) 1-1000 default 1).
+        description:
+          - Backends as dicts (C(ip), C(port) default the service port, C(weight) 0-1000 default 1) or plain addresses.
+          - C(weight) 0 drains a backend; it gets no new flows and its existing flows continue.
+          - A removed backend's TCP flows continue until they end or time out; its UDP flows move to
+            another backend on their next packet. A backend added later starts with zero counters.
         type: list
         elements: raw
         required: true
@@ -125,15 +145,42 @@ options:
     default: 4099
   max_flows:
     description:
-      - Connection-table entries (two per connection). The table is an LRU hash, so when it is full
-        the least recently used flows are evicted instead of new ones failing.
+      - Connection-table entries, one per connection (both directions). The table is an LRU hash; when
+        it is full the least recently used flows are evicted instead of new ones failing. About 120
+        bytes of kernel memory each.
     type: int
     default: 65536
+  max_snat_ips:
+    description: SNAT addresses of all services together (compile-time size of the SNAT port table).
+    type: int
+    default: 4
   snat_port_range:
     description: First and last source port used towards backends; keep it clear of the host's ephemeral range.
     type: list
     elements: int
     default: [20000, 29999]
+  timeouts:
+    description:
+      - Idle timeouts of flows in seconds (1 to 604800), compiled into the program. Changing them
+        reloads the program and keeps live connections.
+    type: dict
+    suboptions:
+      tcp_syn:
+        description: A TCP flow the backend has not answered yet.
+        type: int
+        default: 60
+      tcp_established:
+        description: An established TCP flow.
+        type: int
+        default: 21600
+      tcp_closing:
+        description: A TCP flow after a FIN or RST (its port is free at once when it is closed both ways).
+        type: int
+        default: 10
+      udp:
+        description: A UDP flow.
+        type: int
+        default: 60
   bpf_sources:
     description:
       - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
@@ -141,7 +188,12 @@ options:
     type: dict
 notes:
   - Run with the target's C(/usr/bin/python3) on Debian, where python3-bpfcc lives.
-  - Packets that are not for a service, and non-first IPv4 fragments, pass to the stack untouched.
+  - Packets to addresses that are neither a VIP nor a SNAT address pass to the stack after one map
+    lookup. Packets to a VIP on a port without a service pass too.
+  - IPv4 fragments of TCP or UDP to a VIP or SNAT address are dropped and counted (fragments_dropped),
+    so a datagram is never split between a backend and the load balancer's stack. Keep datagrams
+    below the path MTU (ICMP, like ping, is not balanced and passes to the stack).
+  - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
 seealso:
   - module: ebpf.networking.xdp_stats
   - name: Maglev paper
@@ -235,7 +287,7 @@ def main():
                 vip=dict(type='str', required=True),
                 port=dict(type='int', required=True),
                 protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
-                snat_ip=dict(type='str'),
+                snat_ip=dict(type='raw'),
                 backends=dict(type='list', elements='raw', required=True),
             )),
             max_services=dict(type='int', default=16),
@@ -243,6 +295,13 @@ def main():
             ring_size=dict(type='int', default=4099),
             max_flows=dict(type='int', default=65536),
             snat_port_range=dict(type='list', elements='int', default=[20000, 29999]),
+            max_snat_ips=dict(type='int', default=4),
+            timeouts=dict(type='dict', options=dict(
+                tcp_syn=dict(type='int', default=60),
+                tcp_established=dict(type='int', default=21600),
+                tcp_closing=dict(type='int', default=10),
+                udp=dict(type='int', default=60),
+            )),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('container', 'netns')],

@@ -92,23 +92,38 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, xdp_deploy
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
-    FLOW_KEY, NAT, PROTOCOL_NAMES, ip_str, port_int)
+    PROTOCOL_NAMES, ip_str, port_int, state_name)
 
 
 def flow_sample(maps, limit):
     out = []
-    fd = maps.fds['lb_conntrack']
-    for key in bpf_syscall.map_keys(fd, FLOW_KEY.size, limit=limit):
-        raw = bpf_syscall.map_lookup(fd, key, NAT.size)
-        if raw is None:
-            continue
-        saddr, daddr, sport, dport, proto = FLOW_KEY.unpack(key)
-        nsaddr, ndaddr, nsport, ndport, _smac, _dmac, _ifindex, _svc, slot, reply = NAT.unpack(raw)
-        out.append({'from': '%s:%d' % (ip_str(saddr), port_int(sport)), 'to': '%s:%d' % (ip_str(daddr), port_int(dport)),
+    for key, flow in maps.flows(limit=limit):
+        saddr, daddr, sport, dport, proto = key
+        out.append({'client': '%s:%d' % (ip_str(saddr), port_int(sport)),
+                    'service': '%s:%d' % (ip_str(daddr), port_int(dport)),
                     'protocol': PROTOCOL_NAMES.get(proto, proto),
-                    'rewritten_from': '%s:%d' % (ip_str(nsaddr), port_int(nsport)),
-                    'rewritten_to': '%s:%d' % (ip_str(ndaddr), port_int(ndport)),
-                    'direction': 'reply' if reply else 'forward', 'backend_slot': slot})
+                    'snat': '%s:%d' % (flow['snat_ip'], flow['snat_port']),
+                    'backend': '%s:%d' % (flow['backend_ip'], flow['backend_port']),
+                    'backend_slot': flow['backend_slot'], 'state': state_name(flow['state'], proto)})
+    return out
+
+
+def advice(counters, global_counters, limits):
+    """What to do about refused or dropped flows, one sentence each."""
+    out = []
+    for svc in counters:
+        if svc['refused']:
+            out.append('service %s refused %d new flows: every SNAT port towards it was held by a live flow. Add '
+                       'SNAT addresses (snat_ip as a list, max_snat_ips), widen snat_port_range (now %d-%d), or '
+                       'shorten timeouts.' % (svc['service'], svc['refused'], limits['snat_port_range'][0],
+                                              limits['snat_port_range'][1]))
+    if global_counters.get('flows_lost'):
+        out.append('%d packets belonged to flows whose SNAT port had been reclaimed (idle past their timeout, or '
+                   'evicted from a full table): raise max_flows or the timeouts if these were live connections.'
+                   % global_counters['flows_lost'])
+    if global_counters.get('no_neighbour'):
+        out.append('%d new flows found no MAC address for their backend: check the backends are reachable '
+                   '(ip neigh on the load balancer).' % global_counters['no_neighbour'])
     return out
 
 
@@ -131,18 +146,22 @@ def main():
             report = xdp_deploy.map_report(maps)
             total = sum(m['memory_bytes_estimate'] for m in report.values())
             per_backend = sum(report[n]['memory_bytes_estimate'] for n in ('lb_backends', 'lb_be_stats'))
+            counters = maps.counters(config)
+            global_counters = maps.global_counters()
+            limits = maps.limits.as_dict()
+            flow_bytes = report['lb_conntrack']['memory_bytes_estimate'] + report['lb_snat_ports']['memory_bytes_estimate']
             result = dict(
                 changed=False, deployed=True, pin_path=pins.path, prog_id=prog_id,
                 attached={'interface': place['link']['ifname'], 'ifindex': place['link']['ifindex'],
                           'netns': place['netns'], 'mode': place['link']['xdp_mode']} if place else None,
-                services=config, consistent=consistent, counters=maps.counters(config),
-                global_counters=maps.global_counters(),
-                flow_count=maps.flow_count(limit=maps.limits.max_flows), limits=maps.limits.as_dict(),
+                services=config, consistent=consistent, counters=counters,
+                global_counters=global_counters, refused_flows=sum(c['refused'] for c in counters),
+                advice=advice(counters, global_counters, limits),
+                flow_count=maps.flow_count(limit=maps.limits.max_flows), limits=limits,
                 maps=report,
                 memory={'total_bytes': total,
                         'per_backend_slot_bytes': per_backend // (maps.limits.max_services * maps.limits.max_backends),
-                        'per_connection_bytes': 2 * report['lb_conntrack']['memory_bytes_estimate']
-                        // maps.limits.max_flows})
+                        'per_connection_bytes': flow_bytes // maps.limits.max_flows})
             if module.params['flows'] > 0:
                 result['flow_sample'] = flow_sample(maps, module.params['flows'])
         finally:

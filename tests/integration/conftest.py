@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 
 from lab_topology import Topology  # noqa: E402  pylint: disable=wrong-import-position
 
-XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h')
+XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h')
 
 
 def read_sources(names):
@@ -62,7 +62,7 @@ def lab(require_root):
     topo = Topology(clients=2, backends=3, checksum_offload=False).up()
     topo.start_backends(port=80, udp_port=5300)
     yield topo
-    for name in ('xdp_lb', 'busytest', 'other', 'brokensrc', 'collide', 'lrutest'):
+    for name in ('xdp_lb', 'busytest', 'other', 'brokensrc', 'collide', 'lrutest', 'xareclaim', 'xareload', 'xadrain'):
         run_module('xdp_proxy', {'name': name, 'state': 'absent'})
     topo.down()
 

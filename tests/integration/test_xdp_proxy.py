@@ -146,7 +146,7 @@ def test_two_clients_sharing_source_ports_never_collide(lab, xdp):
     assert not bad, bad
     stats = run_module('xdp_stats', {'name': 'collide', 'flows': 200})
     assert stats['global_counters']['snat_ports_exhausted'] == 0
-    lb_ports = set(f['rewritten_from'] for f in stats['flow_sample'] if f['direction'] == 'forward')
+    lb_ports = set(f['snat'] for f in stats['flow_sample'])
     assert len(lb_ports) == 24, 'every connection needs its own SNAT port'
     absent = run_module('xdp_proxy', {'name': 'collide', 'state': 'absent'})
     assert absent['changed'] and not os.path.exists(PIN_ROOT + '/collide')
@@ -155,8 +155,29 @@ def test_two_clients_sharing_source_ports_never_collide(lab, xdp):
     assert again['changed'] and set(curl_hosts(lab, 'cl1', 30)) == {'be1', 'be2', 'be3'}
 
 
+def test_snat_ports_come_back_when_connections_end(lab, xdp):
+    """64 SNAT ports and 300 short connections one after another: each closed flow's port is free
+    again, so none is refused (before flows had no end, and the 65th connection failed)."""
+    result = xdp(name='xareclaim', netns='ebn-lb', interface='eth0', mode='generic', force=True,
+                 snat_port_range=[40000, 40063], services=services(lab))
+    assert not result.get('failed'), result.get('msg')
+    try:
+        answers = curl_hosts(lab, 'cl1', 300)
+        assert len(answers) == 300 and 'FAILED' not in answers
+        stats = run_module('xdp_stats', {'name': 'xareclaim', 'flows': 400})
+        tcp = [c for c in stats['counters'] if c['service'].endswith(':80/tcp')][0]
+        assert tcp['new_flows'] >= 300 and tcp['refused'] == 0 and stats['refused_flows'] == 0
+        assert stats['global_counters']['snat_ports_reclaimed'] > 0
+        assert stats['global_counters']['orphan_replies_dropped'] == 0
+        states = set(f['state'] for f in stats['flow_sample'])
+        assert states <= {'closed', 'closing'}, 'every curl connection has ended: %s' % states
+    finally:
+        assert run_module('xdp_proxy', {'name': 'xareclaim', 'state': 'absent'})['changed']
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
 def test_full_connection_table_evicts_instead_of_failing(lab, xdp):
-    """max_flows=64 holds 32 connections; 120 connections in a row must all work, the table stays
+    """max_flows=64 holds 64 connections; 120 connections in a row must all work, the table stays
     bounded, and no insert fails (LRU eviction)."""
     result = xdp(name='lrutest', netns='ebn-lb', interface='eth0', mode='generic', force=True, max_flows=64,
                  services=services(lab))

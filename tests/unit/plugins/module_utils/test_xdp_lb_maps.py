@@ -22,7 +22,7 @@ def svc(**kw):
 
 def test_normalize_fills_defaults_and_sorts():
     out = m.normalize_services([svc(backends=['10.0.0.12', {'ip': '10.0.0.2', 'port': 8080}])], m.Limits(), '10.0.0.10')
-    assert out == [{'vip': '10.0.0.10', 'port': 80, 'protocol': 'tcp', 'snat_ip': '10.0.0.10',
+    assert out == [{'vip': '10.0.0.10', 'port': 80, 'protocol': 'tcp', 'snat_ip': ['10.0.0.10'],
                     'backends': [{'ip': '10.0.0.2', 'port': 8080, 'weight': 1},
                                  {'ip': '10.0.0.12', 'port': 80, 'weight': 1}]}]
 
@@ -41,7 +41,19 @@ def test_same_config_in_other_order_normalizes_equal():
     ([svc(port=0)], 'out of range'),
     ([svc(port=70000)], 'out of range'),
     ([svc(protocol='sctp')], 'not supported'),
-    ([svc(backends=[{'ip': '10.0.0.11', 'weight': 0}])], 'weight 0 is out of range'),
+    ([svc(backends=[{'ip': '10.0.0.11', 'weight': -1}])], 'weight -1 is out of range'),
+    ([svc(backends=[{'ip': '10.0.0.11', 'weight': 1001}])], 'weight 1001 is out of range'),
+    ([svc(vip='0.0.0.0')], 'is unspecified'),
+    ([svc(vip='255.255.255.255')], 'is the broadcast address'),
+    ([svc(vip='224.0.0.1')], 'is a multicast address'),
+    ([svc(vip='127.0.0.1')], 'is a loopback address'),
+    ([svc(vip='240.0.0.1')], 'is reserved'),
+    ([svc(backends=['255.255.255.255'])], r'backends\[0\].ip 255.255.255.255 is the broadcast'),
+    ([svc(backends=['0.0.0.0'])], 'is unspecified'),
+    ([svc(snat_ip='239.1.1.1')], r'snat_ip 239.1.1.1 is a multicast'),
+    ([svc(snat_ip=['10.0.0.1', '10.0.0.1'])], 'lists an address twice'),
+    ([svc(snat_ip=['10.0.0.%d' % i for i in range(1, 6)])], 'at most 4 per service'),
+    ([svc(vip=None)], 'is not an IPv4 address'),
     ([svc(backends=[{'ip': '10.0.0.11', 'port': 'http'}])], 'is not a number'),
     ([svc(backends=['10.0.0.11', '10.0.0.11'])], 'listed twice'),
     ([svc(), svc()], 'listed twice'),
@@ -67,7 +79,7 @@ def test_limits_are_enforced():
 
 
 def test_snat_ip_defaults_to_interface_address_and_is_required():
-    assert m.normalize_services([svc()], m.Limits(), '10.0.0.99')[0]['snat_ip'] == '10.0.0.99'
+    assert m.normalize_services([svc()], m.Limits(), '10.0.0.99')[0]['snat_ip'] == ['10.0.0.99']
     with pytest.raises(m.ConfigError, match='no snat_ip'):
         m.normalize_services([svc()], m.Limits(), None)
 
@@ -80,15 +92,20 @@ def test_service_key_is_network_order():
 def _c_struct_sizes():
     """Sizes of the structs in bpf/xdp_lb.h, computed from their member types (natural alignment)."""
     sizes = {'__be32': 4, '__u32': 4, '__be16': 2, '__u16': 2, '__u8': 1, '__u64': 8, 'char': 1}
+    aligns = dict(sizes)
     text = open(HEADER).read()
+    defines = dict(re.findall(r'#define (\w+) (\d+)', text))
     out = {}
     for name, body in re.findall(r'struct (\w+) \{(.*?)\};', text, re.S):
         offset = align = 0
-        for typ, field, count in re.findall(r'(\w+) (\w+)(?:\[(\d+)\])?;', re.sub(r'/\*.*?\*/', '', body, flags=re.S)):
-            size = sizes[typ]
-            offset = (offset + size - 1) // size * size + size * int(count or 1)
-            align = max(align, size)
+        body = re.sub(r'/\*.*?\*/', '', body, flags=re.S)
+        for typ, field, count in re.findall(r'(?:struct )?(\w+) (\w+)(?:\[(\w+)\])?;', body):
+            size, falign = sizes[typ], aligns[typ]
+            count = int(defines.get(count, count or 1))
+            offset = (offset + falign - 1) // falign * falign + size * count
+            align = max(align, falign)
         out[name] = (offset + align - 1) // align * align
+        sizes[name], aligns[name] = out[name], align
     return out
 
 
@@ -96,11 +113,63 @@ def test_python_layouts_match_the_c_header():
     c = _c_struct_sizes()
     assert c['lb_service_key'] == m.SERVICE_KEY.size
     assert c['lb_service'] == m.SERVICE.size
+    assert c['lb_addr'] == m.ADDR.size
     assert c['lb_backend'] == m.BACKEND.size
     assert c['lb_flow_key'] == m.FLOW_KEY.size
-    assert c['lb_nat'] == m.NAT.size
+    assert c['lb_flow'] == m.FLOW.size == 56
+    assert c['lb_snat_slot'] == m.SNAT_SLOT.size
     assert c['lb_counters'] == m.COUNTERS.size
     assert c['lb_meta'] == m.META.size
+
+
+def test_constants_match_the_c_header():
+    text = open(HEADER).read()
+    assert re.search(r'#define LB_LAYOUT_VERSION (\d+)', text).group(1) == str(m.LAYOUT_VERSION)
+    assert re.search(r'#define LB_SVC_SNAT_MAX (\d+)', text).group(1) == str(m.SVC_SNAT_MAX)
+    assert re.search(r'#define LB_TIME_SHIFT (\d+)', text).group(1) == str(m.TIME_SHIFT)
+    enum = re.search(r'enum lb_global_counter \{(.*?)\};', text, re.S).group(1)
+    names = re.findall(r'(LB_CNT_\w+)', re.sub(r'/\*.*?\*/', '', enum, flags=re.S))
+    assert names[-1] == 'LB_CNT_MAX' and len(names) - 1 == len(m.GLOBAL_COUNTERS)
+    for default, flag in ((60, 'LB_TO_TCP_SYN'), (21600, 'LB_TO_TCP_EST'), (10, 'LB_TO_TCP_CLOSING'), (60, 'LB_TO_UDP')):
+        assert re.search(r'#define %s (\d+)' % flag, text).group(1) == str(m.clock_units(default))
+
+
+def test_timeouts_become_clock_units_in_cflags():
+    flags = m.Limits(timeouts={'tcp_closing': 2, 'udp': None}).cflags()
+    assert '-DLB_TO_TCP_CLOSING=%d' % m.clock_units(2) in flags
+    assert '-DLB_TO_UDP=%d' % m.clock_units(60) in flags
+    assert m.clock_units(1) * (1 << m.TIME_SHIFT) >= 10 ** 9 > (m.clock_units(1) - 1) * (1 << m.TIME_SHIFT)
+    with pytest.raises(m.ConfigError, match='unknown keys tcp_fin'):
+        m.Limits(timeouts={'tcp_fin': 3})
+    with pytest.raises(m.ConfigError, match='timeouts.udp 0 is out of range'):
+        m.Limits(timeouts={'udp': 0})
+
+
+def test_flow_layout_decides_whether_a_reload_keeps_flows():
+    base = m.Limits()
+    assert m.Limits(timeouts={'udp': 5}).flow_layout() == base.flow_layout(), 'timeouts do not change the layout'
+    assert m.Limits(ring_size=8191).flow_layout() == base.flow_layout()
+    assert m.Limits(max_flows=1024).flow_layout() != base.flow_layout()
+    assert m.Limits(max_snat_ips=8).flow_layout() != base.flow_layout()
+    assert m.Limits(snat_port_max=30999).flow_layout() != base.flow_layout()
+
+
+def test_weight_zero_drains_and_snat_lists_are_counted():
+    out = m.normalize_services([svc(backends=[{'ip': '10.0.0.11', 'weight': 0}, '10.0.0.12'],
+                                    snat_ip=['10.0.0.3', '10.0.0.2'])], m.Limits(), '10.0.0.10')
+    assert out[0]['backends'][0]['weight'] == 0 and out[0]['snat_ip'] == ['10.0.0.2', '10.0.0.3']
+    with pytest.raises(m.ConfigError, match='raise max_snat_ips'):
+        m.normalize_services([svc(snat_ip=['10.0.0.2', '10.0.0.3']), svc(port=81, snat_ip=['10.0.0.4'])],
+                             m.Limits(max_snat_ips=2), '10.0.0.10')
+
+
+def test_flow_state_names():
+    assert m.state_name(0, 6) == 'syn_sent'
+    assert m.state_name(m.ST_REPLIED, 6) == 'established'
+    assert m.state_name(m.ST_REPLIED | m.ST_FIN_REPLY, 6) == 'closing'
+    assert m.state_name(m.ST_FIN_FWD | m.ST_FIN_REPLY, 6) == 'closed'
+    assert m.state_name(m.ST_RST, 6) == 'closed'
+    assert m.state_name(0, 17) == 'udp'
 
 
 def test_diff_names_every_change():
@@ -113,4 +182,8 @@ def test_diff_names_every_change():
     assert 'service 10.0.0.10:80/tcp: remove backend 10.0.0.12:80' in changes
     assert 'service 10.0.0.10:80/tcp: add backend 10.0.0.13:80 (weight 1)' in changes
     assert 'service 10.0.0.10:80/tcp: backend 10.0.0.11:80 weight 1 -> 2' in changes
+    drained = m.normalize_services([svc(backends=[{'ip': '10.0.0.11', 'weight': 0}, {'ip': '10.0.0.12', 'weight': 3}])], m.Limits(),
+                                   '10.0.0.10')
+    assert m.diff_services(before[:1], drained) == [
+        'service 10.0.0.10:80/tcp: backend 10.0.0.11:80 weight 1 -> 0 (draining: no new flows, existing ones continue)']
     assert m.diff_services(after, after) == []
