@@ -27,7 +27,7 @@ import subprocess
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
-    LbMaps, MAP_NAMES, normalize_services)
+    FLOW_MAPS, LbMaps, MAP_NAMES, normalize_services)
 
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
 PROG = 'xdp_lb'
@@ -36,8 +36,6 @@ LAN = '10.204.0.'
 SRV = '10.204.1.'
 LB_HOST = 10
 CLIENT_HOSTS = range(100, 164)
-# maps holding per-connection state: reset_flows() empties them (hash maps) or zeroes them (arrays)
-FLOW_STATE_MAPS = ('lb_conntrack', 'lb_snat_ports')
 BACKEND_HOSTS = range(20, 36)
 
 
@@ -118,8 +116,9 @@ class XdpTestBed(object):
         return desired
 
     def reset_flows(self):
-        """Forget every flow, as a freshly loaded program would have none."""
-        for name in FLOW_STATE_MAPS:
+        """Forget every flow, as a freshly loaded program would have none: the maps holding
+        per-connection state are emptied (hash maps) or zeroed (arrays)."""
+        for name in FLOW_MAPS:
             fd = self.maps.fds.get(name)
             if fd is None:
                 continue

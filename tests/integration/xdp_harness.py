@@ -148,8 +148,8 @@ class Harness(object):
         self.assert_forwarded(verdict, out, flow)
         return flow
 
-    def assert_forwarded(self, verdict, out, flow, ttl=None):
-        """A client packet of flow as the backend must receive it."""
+    def assert_forwarded(self, verdict, out, flow, ttl=63):
+        """A client packet of flow as the backend must receive it (sent with TTL 64 unless said)."""
         l4out = out[TCP] if flow.proto == 'tcp' else out[UDP]
         assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (
             flow.snat, flow.lport, flow.backend, flow.bport), 'verdict %s' % verdict
@@ -159,7 +159,7 @@ class Harness(object):
             assert out[IP].ttl == ttl
         assert_checksums(out)
 
-    def assert_replied(self, verdict, out, flow, ttl=None):
+    def assert_replied(self, verdict, out, flow, ttl=63):
         """A backend packet of flow as the client must receive it: from the VIP, to the client."""
         l4out = out[TCP] if flow.proto == 'tcp' else out[UDP]
         assert (out[IP].src, l4out.sport, out[IP].dst, l4out.dport) == (

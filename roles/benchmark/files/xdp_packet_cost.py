@@ -80,6 +80,7 @@ SYN, ACK = 0x02, 0x10
 class Bench(object):
     def __init__(self, tb, maps_mod, deploy_mod, syscall):
         self.tb = tb
+        self.maps_mod = maps_mod
         self.syscall = syscall
         self.deploy = deploy_mod
         self.vip = tb.LAN + str(tb.LB_HOST)
@@ -143,7 +144,7 @@ class Bench(object):
         self.forget_new_flows()
         total = 0
         detail = {}
-        for name in self.tb.FLOW_STATE_MAPS:
+        for name in self.maps_mod.FLOW_MAPS:
             fd = self.bed.maps.fds.get(name)
             if fd is None:
                 continue
