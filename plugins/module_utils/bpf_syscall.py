@@ -18,7 +18,7 @@ import struct
 
 __all__ = ['BpfError', 'obj_get', 'obj_pin', 'map_lookup', 'map_update', 'map_delete', 'map_keys', 'map_clear',
            'map_info', 'prog_info', 'prog_fd_by_id', 'prog_query', 'prog_attach', 'prog_detach',
-           'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST']
+           'prog_test_run', 'prog_load_return', 'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST']
 
 _NR_BPF = {'x86_64': 321, 'aarch64': 280, 'armv7l': 386, 'ppc64le': 361, 's390x': 351, 'riscv64': 280}
 
@@ -30,6 +30,7 @@ BPF_OBJ_PIN = 6
 BPF_OBJ_GET = 7
 BPF_PROG_ATTACH = 8
 BPF_PROG_DETACH = 9
+BPF_PROG_TEST_RUN = 10
 BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
@@ -210,6 +211,40 @@ def prog_detach(target_fd, prog_fd, attach_type):
     _bpf(BPF_PROG_DETACH, struct.pack('=IIIII', target_fd, prog_fd, attach_type, 0, 0), 'detach program')
 
 
+XDP_MD = struct.Struct('=6I')  # struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index, egress
+_TEST_RUN = struct.Struct('=IIIIQQIIIIQQIII')  # bpf_attr.test up to batch_size
+
+
+def prog_test_run(prog_fd, data, ctx=None, repeat=1):
+    """Run a loaded program once (or repeat times on the same buffer) on data with BPF_PROG_TEST_RUN.
+
+    ctx: for XDP, a dict of struct xdp_md fields (e.g. {'ingress_ifindex': 3}); the kernel resolves the
+    ifindex in the caller's network namespace, so enter the device's namespace first. Returns
+    (retval, data_out, duration_ns) where duration_ns is the kernel's mean over the repeats.
+    """
+    data = bytes(data)
+    din = ctypes.create_string_buffer(data, len(data))
+    dout = ctypes.create_string_buffer(len(data) + 4096)  # XDP may grow the frame into its tailroom
+    ctx_buf = None
+    if ctx is not None:
+        fields = dict(data=0, data_end=len(data), data_meta=0, ingress_ifindex=0, rx_queue_index=0,
+                      egress_ifindex=0)
+        unknown = set(ctx) - set(fields)
+        if unknown:
+            raise ValueError('unknown xdp_md fields: %s' % ', '.join(sorted(unknown)))
+        fields.update(ctx)
+        order = ('data', 'data_end', 'data_meta', 'ingress_ifindex', 'rx_queue_index', 'egress_ifindex')
+        raw = XDP_MD.pack(*(fields[k] for k in order))
+        ctx_buf = ctypes.create_string_buffer(raw, len(raw))
+    attr = _TEST_RUN.pack(prog_fd, 0, len(data), len(dout), _ptr(din), _ptr(dout), repeat, 0,
+                          len(ctx_buf) if ctx_buf is not None else 0, 0, _ptr(ctx_buf), 0, 0, 0, 0)
+    buf = ctypes.create_string_buffer(attr.ljust(_ATTR_SIZE, b'\0'), _ATTR_SIZE)
+    _bpf(BPF_PROG_TEST_RUN, attr, 'test run of program fd %d' % prog_fd, buf)
+    _fd, retval, _size_in, size_out = struct.unpack_from('=IIII', buf.raw, 0)
+    duration = struct.unpack_from('=I', buf.raw, 36)[0]
+    return retval, dout.raw[:size_out], duration
+
+
 def possible_cpus():
     """Number of possible CPUs: the stride of per-CPU map values."""
     try:
@@ -229,17 +264,26 @@ def possible_cpus():
 
 BPF_MAP_CREATE = 0
 BPF_PROG_LOAD = 5
-_INSN_RET0 = struct.pack('<BBhi', 0xb7, 0, 0, 0) + struct.pack('<BBhi', 0x95, 0, 0, 0)  # r0 = 0; exit
+
+
+def _insns_return(value):
+    return struct.pack('<BBhi', 0xb7, 0, 0, value) + struct.pack('<BBhi', 0x95, 0, 0, 0)  # r0 = value; exit
+
+
+def prog_load_return(prog_type, value=0, expected_attach_type=0):
+    """Load a program that only returns value (e.g. an empty XDP_PASS program); returns its fd."""
+    code = _insns_return(value)
+    insns = ctypes.create_string_buffer(code, len(code))
+    lic = ctypes.create_string_buffer(b'GPL')
+    attr = struct.pack('=IIQQIIQII16sII', prog_type, len(code) // 8, _ptr(insns), _ptr(lic), 0, 0, 0, 0, 0, b'', 0,
+                       expected_attach_type)
+    return _bpf(BPF_PROG_LOAD, attr, 'load program type %d returning %d' % (prog_type, value))
 
 
 def probe_prog_type(prog_type, expected_attach_type=0):
     """True when the kernel loads a minimal program of this type ('return 0')."""
-    insns = ctypes.create_string_buffer(_INSN_RET0, len(_INSN_RET0))
-    lic = ctypes.create_string_buffer(b'GPL')
-    attr = struct.pack('=IIQQIIQII16sII', prog_type, 2, _ptr(insns), _ptr(lic), 0, 0, 0, 0, 0, b'', 0,
-                       expected_attach_type)
     try:
-        fd = _bpf(BPF_PROG_LOAD, attr, 'probe program type %d' % prog_type)
+        fd = prog_load_return(prog_type, 0, expected_attach_type)
     except BpfError:
         return False
     os.close(fd)

@@ -1,0 +1,547 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Every branch of the XDP load balancer's datapath, packet by packet (issue 10 item 7).
+
+Crafted frames run through BPF_PROG_TEST_RUN against the program as xdp_proxy compiles and fills it;
+outputs are decoded and checked with scapy. See xdp_harness.py for the bench and its addresses.
+Behaviour the datapath does not have yet is marked xfail(strict=True) with the issue item it waits for.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import os
+import time
+
+import pytest
+
+from conftest import COLLECTION, XDP_SOURCES, read_sources, run_module
+from xdp_harness import (
+    ICMP, IP, IPerror, TCP, UDP, Ether, Harness, VIP, assert_checksums, client, fragment, from_backend,
+    from_client, icmp_error, lan_backend, mac_of, srv_backend)
+
+bpf_syscall = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.bpf_syscall')
+xdp_lb_maps = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps')
+xdp_testbed = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.xdp_testbed')
+
+NETNS = 'xh-dp'
+SNAT_RANGE = (40000, 40063)  # 64 ports: exhaustion is reachable with 65 flows
+# short flow timeouts (seconds) so expiry is tested by waiting a little, not hours
+TIMEOUTS = dict(tcp_syn=1, tcp_closing=1, udp=1, tcp_established=3600)
+EXPIRY_WAIT = 2.2
+MAX_FLOWS = 1024  # small enough for a SYN flood to fill, large enough for every other test
+
+TCP_SVC = {'vip': VIP, 'port': 80, 'backends': [lan_backend(0), srv_backend(1)]}
+UDP_SVC = {'vip': VIP, 'port': 53, 'protocol': 'udp', 'backends': [lan_backend(2), srv_backend(3)]}
+ONE_BACKEND = {'vip': VIP, 'port': 8080, 'backends': [lan_backend(4)]}
+SERVICES = [TCP_SVC, UDP_SVC, ONE_BACKEND]
+
+
+def pending(item):
+    return pytest.mark.xfail(strict=True, reason='issue 10: %s not in the datapath yet' % item)
+
+
+def bench(netns, **limits):
+    """Yield a loaded bench with these Limits; removes its namespace whatever happens."""
+    pytest.importorskip('bcc')
+    testbed = xdp_testbed.XdpTestBed(netns, os.path.join(COLLECTION, 'bpf'), xdp_lb_maps.Limits(**limits))
+    try:
+        testbed.up().load()
+        yield testbed
+    finally:
+        testbed.down()
+
+
+@pytest.fixture(scope='module')
+def bed(require_root):
+    for testbed in bench(NETNS, snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS):
+        yield testbed
+
+
+@pytest.fixture(scope='module')
+def timed_bed(require_root):
+    """A bench whose flows expire within seconds (needs the timeout options of issue 10 item 1)."""
+    for testbed in bench(NETNS + 't', snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS,
+                         timeouts=TIMEOUTS):
+        yield testbed
+
+
+@pytest.fixture(scope='module')
+def flood_bed(require_root):
+    """More SNAT ports (1024) than flow entries (64): a SYN flood can fill the table before the ports."""
+    for testbed in bench(NETNS + 'f', snat_port_min=40000, snat_port_max=41023, max_flows=64):
+        yield testbed
+
+
+def fresh(bed):
+    """A harness on an empty flow table with the standard services."""
+    bed.reset_flows()
+    lb = Harness(bed)
+    lb.apply(SERVICES)
+    return lb
+
+
+@pytest.fixture
+def lb(bed):
+    return fresh(bed)
+
+
+@pytest.fixture
+def timed_lb(timed_bed):
+    return fresh(timed_bed)
+
+
+# -- new flows and established flows --
+
+@pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
+def test_new_flow_is_translated_to_a_backend(lb, proto, vport):
+    label = '%s:%d/%s' % (VIP, vport, proto)
+    before = lb.service_counters(label)
+    seen = set()
+    for n in range(8):
+        flow = lb.open_flow(client(n), 41000 + n, proto, vport=vport)  # asserts addresses, MACs, checksums
+        assert SNAT_RANGE[0] <= flow.lport <= SNAT_RANGE[1]
+        seen.add(flow.backend)
+    svc = [s for s in SERVICES if s['port'] == vport][0]
+    assert seen <= set(svc['backends']) and len(seen) == 2, 'both backends (TX and REDIRECT) in 8 flows'
+    after = lb.service_counters(label)
+    assert after['new_flows'] - before['new_flows'] == 8 and after['packets'] - before['packets'] == 8
+
+
+@pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
+def test_established_flow_both_ways(lb, proto, vport):
+    flow = lb.open_flow(client(0), 42000, proto, vport=vport)
+    for n in range(3):
+        verdict, out = lb.send(from_client(flow.client, flow.cport, proto, payload=b'request %d' % n, vport=vport))
+        lb.assert_forwarded(verdict, out, flow)
+        assert bytes(out[TCP if proto == 'tcp' else UDP].payload) == b'request %d' % n
+        verdict, out = lb.send(from_backend(flow, payload=b'answer %d' % n))
+        lb.assert_replied(verdict, out, flow)
+        assert bytes(out[TCP if proto == 'tcp' else UDP].payload) == b'answer %d' % n
+    stats = lb.service_counters('%s:%d/%s' % (VIP, vport, proto))
+    assert stats['new_flows'] >= 1 and stats['reply_packets'] >= 3
+    assert lb.global_counters()['flow_insert_failed'] == 0
+
+
+def test_two_clients_with_the_same_source_port_get_different_snat_ports(lb):
+    first = lb.open_flow(client(0), 43000)
+    second = lb.open_flow(client(1), 43000)
+    if first.backend == second.backend:
+        assert first.lport != second.lport
+    verdict, out = lb.send(from_backend(second))
+    lb.assert_replied(verdict, out, second)
+
+
+@pytest.mark.parametrize('payload', [b'', b'x', b'odd length payload!', b'\xff' * 1001])
+def test_udp_checksums_after_rewrite(lb, payload):
+    flow = lb.open_flow(client(2), 44000, 'udp', vport=53, payload=payload)
+    verdict, out = lb.send(from_backend(flow, payload=payload))
+    lb.assert_replied(verdict, out, flow)
+
+
+def test_udp_checksum_zero_stays_zero(lb):
+    """UDP over IPv4 may carry no checksum (0); the rewrite must not invent a wrong one."""
+    frame = from_client(client(3), 44100, 'udp', payload=b'no checksum', vport=53, udp_checksum=0)
+    verdict, out = lb.send(frame)
+    assert verdict in ('TX', 'REDIRECT')
+    assert out[UDP].chksum == 0, 'a checksum of 0 means none; got %#06x' % out[UDP].chksum
+    assert_checksums(out)
+    flow = lb.open_flow(client(3), 44100, 'udp', vport=53)  # the same flow: the same translation
+    verdict, out = lb.send(from_backend(flow, udp_checksum=0, payload=b'none either'))
+    assert out[UDP].chksum == 0
+    lb.assert_replied(verdict, out, flow)
+
+
+@pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
+def test_ip_options_keep_the_ports_and_checksums_right(lb, proto, vport):
+    """With IP options the L4 header starts after ihl*4 bytes, not 20."""
+    options = b'\x94\x04\x00\x00' + b'\x01\x01\x01\x00'  # router alert, 2 x NOP, end: ihl 7
+    frame = from_client(client(4), 45000, proto, flags='S', payload=b'opts', vport=vport, options=options)
+    verdict, out = lb.send(frame)
+    assert Ether(bytes(frame))[IP].ihl == 7 and out[IP].ihl == 7
+    l4out = out[TCP] if proto == 'tcp' else out[UDP]
+    svc = [s for s in SERVICES if s['port'] == vport][0]
+    assert out[IP].dst in svc['backends'] and SNAT_RANGE[0] <= l4out.sport <= SNAT_RANGE[1]
+    assert bytes(out[IP].options[0])[:2] == b'\x94\x04', 'options are carried unchanged'
+    assert verdict in ('TX', 'REDIRECT')
+    assert_checksums(out)
+
+
+def test_a_reused_client_port_syn_picks_from_the_live_backends(lb):
+    """A SYN on the 5-tuple of a connection that ended is a new connection: never to a removed backend."""
+    flows = [lb.open_flow(client(n), 45500 + n) for n in range(12)]
+    for flow in flows:
+        lb.send(from_backend(flow, flags='SA'))
+        lb.send(from_client(flow.client, flow.cport, flags='R'))
+    gone = flows[0].backend
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [b for b in TCP_SVC['backends'] if b != gone]},
+              UDP_SVC, ONE_BACKEND])
+    again = [lb.open_flow(f.client, f.cport) for f in flows]
+    assert gone not in set(f.backend for f in again)
+
+
+NO_NEIGHBOUR = xdp_testbed.LAN + '40'  # on lan0's subnet, but the bench has no neighbour entry for it
+
+
+def test_a_backend_without_neighbour_uses_the_mac_from_user_space(lb):
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [NO_NEIGHBOUR]}],
+             neighbour_mac=lambda ip: mac_of(ip) if ip == NO_NEIGHBOUR else None)
+    lb.open_flow(client(0), 45600)  # forwarded to NO_NEIGHBOUR's MAC through lan0 (XDP_TX)
+
+
+def test_a_backend_without_any_mac_is_dropped_and_counted(lb):
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [NO_NEIGHBOUR]}])
+    before = lb.global_counters()['no_neighbour']
+    verdict, _out = lb.send(from_client(client(0), 45700, flags='S'))
+    assert verdict == 'DROP' and lb.global_counters()['no_neighbour'] == before + 1
+
+
+# -- TTL --
+
+def test_ttl_is_decremented_both_ways(lb):
+    frame = from_client(client(5), 46000, flags='S', ttl=64)
+    verdict, out = lb.send(frame)
+    assert out[IP].ttl == 63
+    assert_checksums(out)
+    flow = lb.open_flow(client(5), 46000)
+    verdict, out = lb.send(from_backend(flow, ttl=10))
+    lb.assert_replied(verdict, out, flow, ttl=9)
+
+
+@pytest.mark.parametrize('ttl', [1, 0])
+def test_ttl_expiring_goes_to_the_stack(lb, ttl):
+    """The LB's own stack answers time-exceeded; the program must not forward a packet it may not."""
+    frame = from_client(client(6), 46100, flags='S', ttl=ttl)
+    verdict, out = lb.send(frame)
+    assert verdict == 'PASS' and bytes(out) == bytes(frame)
+
+
+# -- traffic that is not the LB's --
+
+@pytest.mark.parametrize('frame', [
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP)) / IP(src=client(0), dst='10.204.0.99') / TCP(sport=1, dport=80),
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP)) / IP(src=client(0), dst=VIP) / TCP(sport=47000, dport=22),
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP)) / IP(src=client(0), dst=VIP) / UDP(sport=47000, dport=80),
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP)) / IP(src=client(0), dst=VIP) / ICMP(type=8),
+    Ether(src=mac_of(client(0)), dst='ff:ff:ff:ff:ff:ff', type=0x0806) / (b'\x00' * 28),
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP), type=0x86dd) / (b'\x60' + b'\x00' * 39),
+    Ether(src=mac_of(client(0)), dst=mac_of(VIP)) / IP(src=client(0), dst=VIP, proto=6) / b'\x00\x50',
+], ids=['other-address', 'vip-other-port', 'vip-port-other-protocol', 'ping-vip', 'arp', 'ipv6',
+        'truncated-tcp'])
+def test_traffic_not_for_a_service_passes_untouched(lb, frame):
+    verdict, out = lb.send(frame, dev='lan0')
+    assert verdict == 'PASS' and bytes(out) == bytes(frame)
+
+
+# -- flow lifecycle --
+
+def fill_ports(lb, proto='tcp', answered=True):
+    """Open flows to the one-backend service until every SNAT port is held; returns them. Answered TCP
+    flows are established (long timeout); unanswered ones stay SYN-only."""
+    count = SNAT_RANGE[1] - SNAT_RANGE[0] + 1
+    flows = []
+    for n in range(count):
+        flow = lb.open_flow(client(n % 60), 48000 + n, proto, vport=8080)
+        if answered:
+            lb.send(from_backend(flow, flags='SA' if proto == 'tcp' else 'A'))
+        flows.append(flow)
+    assert len(set((f.snat, f.lport) for f in flows)) == count
+    return flows
+
+
+def refused(lb, cport, proto='tcp'):
+    verdict, _out = lb.send(from_client(client(62), cport, proto, flags='S', vport=8080))
+    return verdict == 'DROP'
+
+
+@pytest.mark.parametrize('side', ['client', 'backend'])
+def test_rst_closes_a_flow_and_its_snat_port_is_free_at_once(lb, side):
+    flows = fill_ports(lb)
+    assert refused(lb, 48900), 'precondition: every port is held'
+    victim = flows[5]
+    rst = from_client(victim.client, victim.cport, flags='R', vport=8080) if side == 'client' else \
+        from_backend(victim, flags='R')
+    verdict, _out = lb.send(rst)
+    assert verdict in ('TX', 'REDIRECT'), 'the RST itself is delivered'
+    newcomer = lb.open_flow(client(63), 48999, vport=8080)
+    assert (newcomer.snat, newcomer.lport) == (victim.snat, victim.lport), 'the only free port is the closed flow\'s'
+
+
+def test_fin_both_ways_closes_the_flow_but_half_closed_stays(lb):
+    flows = fill_ports(lb)
+    victim = flows[7]
+    lb.send(from_client(victim.client, victim.cport, flags='FA', vport=8080))
+    assert refused(lb, 48901), 'a half-closed connection still carries data the other way'
+    verdict, out = lb.send(from_backend(victim, payload=b'still sending'))
+    lb.assert_replied(verdict, out, victim)
+    lb.send(from_backend(victim, flags='FA'))
+    newcomer = lb.open_flow(client(63), 48998, vport=8080)
+    assert (newcomer.snat, newcomer.lport) == (victim.snat, victim.lport)
+
+
+@pytest.mark.parametrize('kind', ['tcp-syn-only', 'tcp-half-closed', 'udp'])
+def test_idle_flows_expire_and_free_their_ports(timed_lb, kind):
+    proto = 'udp' if kind == 'udp' else 'tcp'
+    if proto == 'udp':
+        timed_lb.apply([{'vip': VIP, 'port': 8080, 'protocol': 'udp', 'backends': [lan_backend(4)]}])
+    flows = fill_ports(timed_lb, proto, answered=kind != 'tcp-syn-only')
+    if kind == 'tcp-half-closed':
+        for flow in flows:
+            timed_lb.send(from_client(flow.client, flow.cport, flags='FA', vport=8080))
+    assert refused(timed_lb, 48902, proto), 'precondition: every port is held'
+    time.sleep(EXPIRY_WAIT)
+    again = [timed_lb.open_flow(client(n % 60), 49500 + n, proto, vport=8080) for n in range(len(flows))]
+    assert sorted(f.lport for f in again) == sorted(f.lport for f in flows)
+
+
+# -- SNAT ports --
+
+def test_true_exhaustion_refuses_only_when_every_port_is_live(lb):
+    before = lb.global_counters()['snat_ports_exhausted']
+    flows = fill_ports(lb)  # all 64 ports, none refused
+    verdict, _out = lb.send(from_client(client(62), 48900, flags='S', vport=8080))
+    assert verdict == 'DROP'
+    assert lb.global_counters()['snat_ports_exhausted'] == before + 1
+    svc = lb.service_counters('%s:8080/tcp' % VIP)
+    assert svc.get('refused', 0) >= 1, 'refusals are counted per service'
+    # live flows are untouched by the refusal
+    verdict, out = lb.send(from_backend(flows[-1]))
+    lb.assert_replied(verdict, out, flows[-1])
+
+
+def test_more_snat_addresses_give_more_ports(lb):
+    svc = dict(ONE_BACKEND, snat_ip=[VIP, '10.204.0.11'])
+    lb.apply([svc])
+    count = 2 * (SNAT_RANGE[1] - SNAT_RANGE[0] + 1)
+    flows = [lb.open_flow(client(n % 60), 50000 + n, vport=8080) for n in range(count)]
+    assert set(f.snat for f in flows) == {VIP, '10.204.0.11'}
+    assert len(set((f.snat, f.lport) for f in flows)) == count
+
+
+# -- the two directions --
+
+def test_a_reply_whose_flow_entry_is_gone_never_reaches_the_lb_stack(lb):
+    flow = lb.open_flow(client(7), 51000)
+    conntrack = lb.bed.maps.fds['lb_conntrack']
+    bpf_syscall.map_clear(conntrack, bpf_syscall.map_info(conntrack)['key_size'])  # evicted, as by the LRU
+    before = lb.global_counters()
+    verdict, out = lb.send(from_backend(flow))
+    assert verdict != 'PASS', 'the LB stack would answer the backend with RST'
+    if verdict == 'DROP':
+        assert sum(lb.global_counters().values()) > sum(before.values()), 'the drop is counted'
+    else:
+        lb.assert_replied(verdict, out, flow)
+
+
+def test_a_syn_flood_does_not_evict_established_flows(flood_bed):
+    lb = fresh(flood_bed)
+    flow = lb.open_flow(client(8), 52000)
+    lb.send(from_backend(flow, flags='SA'))
+    lb.send(from_client(flow.client, flow.cport))
+    syn = bytes(from_client(client(9), 10000, flags='S'))
+    for n in range(1000):  # spoofed SYNs from many sources, never answered (frames made by hand: fast)
+        lb.bed.run(syn[:26] + bytes([10, 205, n >> 8, n & 0xff]) + syn[30:], dev='lan0')
+    verdict, out = lb.send(from_backend(flow))
+    lb.assert_replied(verdict, out, flow)
+    verdict, out = lb.send(from_client(flow.client, flow.cport))
+    lb.assert_forwarded(verdict, out, flow)
+
+
+# -- backends that go away --
+
+def test_weight_zero_drains_a_backend(lb):
+    flows = [lb.open_flow(client(n), 53000 + n) for n in range(12)]
+    draining = flows[0].backend
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [{'ip': lan_backend(0), 'weight': 0 if lan_backend(0) == draining
+                                                     else 1},
+                                                    {'ip': srv_backend(1), 'weight': 0 if srv_backend(1) == draining
+                                                     else 1}]}])
+    for flow in flows:
+        verdict, out = lb.send(from_client(flow.client, flow.cport, payload=b'still here'))
+        lb.assert_forwarded(verdict, out, flow)
+    newcomers = [lb.open_flow(client(n), 53100 + n) for n in range(12)]
+    assert draining not in set(f.backend for f in newcomers)
+
+
+def test_removed_backend_keeps_its_tcp_flows(lb):
+    """Documented: a removed backend's TCP flows continue until they end or time out."""
+    flows = [lb.open_flow(client(n), 54000 + n) for n in range(12)]
+    gone = flows[0].backend
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [b for b in TCP_SVC['backends'] if b != gone]},
+              UDP_SVC, ONE_BACKEND])
+    for flow in flows:
+        verdict, out = lb.send(from_client(flow.client, flow.cport, payload=b'more'))
+        lb.assert_forwarded(verdict, out, flow)
+        verdict, out = lb.send(from_backend(flow))
+        lb.assert_replied(verdict, out, flow)
+    newcomers = [lb.open_flow(client(n), 54100 + n) for n in range(12)]
+    assert gone not in set(f.backend for f in newcomers)
+
+
+def test_removed_backend_udp_flow_moves_on_its_next_packet(lb):
+    flows = [lb.open_flow(client(n), 55000 + n, 'udp', vport=53) for n in range(12)]
+    gone = flows[0].backend
+    stay = [b for b in UDP_SVC['backends'] if b != gone]
+    lb.apply([TCP_SVC, dict(UDP_SVC, backends=stay), ONE_BACKEND])
+    for flow in flows:
+        verdict, out = lb.send(from_client(flow.client, flow.cport, 'udp', payload=b'next', vport=53))
+        assert out[IP].dst == stay[0], 'UDP flow of %s:%d still sent to removed %s' % (flow.client, flow.cport, gone)
+        moved = flow._replace(backend=out[IP].dst, bport=out[UDP].dport, snat=out[IP].src, lport=out[UDP].sport)
+        lb.assert_forwarded(verdict, out, moved)
+        verdict, out = lb.send(from_backend(moved))
+        lb.assert_replied(verdict, out, moved)
+
+
+def test_a_backend_re_added_in_a_freed_slot_starts_with_clean_counters(lb):
+    for n in range(12):
+        lb.open_flow(client(n), 56000 + n)
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [lan_backend(0)]}, UDP_SVC, ONE_BACKEND])
+    lb.apply([{'vip': VIP, 'port': 80, 'backends': [lan_backend(0), lan_backend(5)]}, UDP_SVC, ONE_BACKEND])
+    fresh_backend = [b for b in lb.service_counters('%s:80/tcp' % VIP)['backends'] if b['ip'] == lan_backend(5)][0]
+    assert fresh_backend['packets'] == 0 and fresh_backend['new_flows'] == 0
+
+
+# -- ICMP errors --
+
+ERRORS = [(3, 4), (3, 3), (3, 1), (11, 0)]
+ERROR_IDS = ['frag-needed', 'port-unreachable', 'host-unreachable', 'time-exceeded']
+
+
+@pending('item 5 (ICMP errors from the backend side)')
+@pytest.mark.parametrize('icmp_type,code', ERRORS, ids=ERROR_IDS)
+@pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
+def test_icmp_error_from_backend_side_reaches_the_client(lb, proto, vport, icmp_type, code):
+    flow = lb.open_flow(client(10), 57000, proto, vport=vport)
+    _verdict, sent = lb.send(from_client(flow.client, flow.cport, proto, payload=b'x' * 100, vport=vport))
+    error = Ether(src=mac_of(flow.backend), dst=sent[Ether].src) / icmp_error(
+        flow.backend, flow.snat, sent[IP], icmp_type, code)
+    verdict, out = lb.send(error)
+    assert verdict == 'TX'
+    assert out[Ether].dst == mac_of(flow.client) and out[IP].dst == flow.client
+    assert out[ICMP].type == icmp_type and out[ICMP].code == code
+    if (icmp_type, code) == (3, 4):
+        assert out[ICMP].nexthopmtu == 1400
+    inner = out[IPerror]
+    assert (inner.src, inner.dst) == (flow.client, flow.vip)
+    l4in = bytes(inner.payload)[:4]
+    assert l4in == flow.cport.to_bytes(2, 'big') + flow.vport.to_bytes(2, 'big')
+    assert_checksums(out)  # outer IP, ICMP over the rewritten quote, inner IP
+
+
+@pending('item 5 (ICMP errors from the client side)')
+@pytest.mark.parametrize('icmp_type,code', ERRORS, ids=ERROR_IDS)
+@pytest.mark.parametrize('proto,vport', [('tcp', 80), ('udp', 53)])
+def test_icmp_error_from_client_side_reaches_the_backend(lb, proto, vport, icmp_type, code):
+    flow = lb.open_flow(client(11), 57100, proto, vport=vport)
+    _verdict, answered = lb.send(from_backend(flow, payload=b'y' * 100))
+    error = Ether(src=mac_of(flow.client), dst=mac_of(VIP)) / icmp_error(
+        flow.client, flow.vip, answered[IP], icmp_type, code)
+    verdict, out = lb.send(error)
+    assert verdict in ('TX', 'REDIRECT')
+    assert (out[IP].src, out[IP].dst) == (flow.snat, flow.backend)
+    assert out[Ether].dst == mac_of(flow.backend)
+    inner = out[IPerror]
+    assert (inner.src, inner.dst) == (flow.backend, flow.snat)
+    assert bytes(inner.payload)[:4] == flow.bport.to_bytes(2, 'big') + flow.lport.to_bytes(2, 'big')
+    assert_checksums(out)
+
+
+def test_icmp_error_about_no_flow_of_ours_passes(lb):
+    stray = IP(src=VIP, dst=client(12)) / UDP(sport=5353, dport=5353)
+    error = Ether(src=mac_of(client(12)), dst=mac_of(VIP)) / icmp_error(client(12), VIP, stray, 3, 3)
+    verdict, out = lb.send(error)
+    assert verdict == 'PASS' and bytes(out) == bytes(error)
+
+
+# -- fragments --
+
+def fragments_of(flow_client, cport, proto, vport, size=3000):
+    l4 = UDP(sport=cport, dport=vport) if proto == 'udp' else TCP(sport=cport, dport=vport, flags='A')
+    datagram = IP(src=flow_client, dst=VIP, id=777) / l4 / (b'z' * size)
+    return [Ether(src=mac_of(flow_client), dst=mac_of(VIP)) / frag for frag in fragment(datagram, fragsize=1400)]
+
+
+@pytest.mark.parametrize('known', [True, False], ids=['established', 'first-packet'])
+def test_fragments_of_a_vip_flow_are_never_split(lb, known):
+    if known:
+        flow = lb.open_flow(client(13), 58000, 'udp', vport=53)
+    before = lb.global_counters()
+    results = [lb.send(frag) for frag in fragments_of(client(13), 58000, 'udp', 53)]
+    verdicts = set(v for v, _out in results)
+    assert len(results) == 3 and len(verdicts) == 1, 'fragments split between paths: %s' % [v for v, _out in results]
+    verdict = verdicts.pop()
+    if verdict == 'DROP':
+        after = lb.global_counters()
+        assert sum(after.values()) - sum(before.values()) >= 3, 'dropped fragments are counted'
+        return
+    assert verdict in ('TX', 'REDIRECT'), 'a VIP flow\'s fragments must not go to the LB stack'
+    dests = set((out[IP].src, out[IP].dst, out[IP].id) for _verdict, out in results)
+    assert len(dests) == 1
+    if known:
+        assert dests.pop()[:2] == (flow.snat, flow.backend)
+    first = results[0][1]
+    assert first[UDP].sport in range(SNAT_RANGE[0], SNAT_RANGE[1] + 1)
+    for _verdict, out in results:
+        assert_checksums(out)
+
+
+# -- reloads --
+
+DEPLOYMENT = 'xh_lb'
+PROG_PIN = '/sys/fs/bpf/ebpf_networking/%s/prog_xdp_lb' % DEPLOYMENT
+
+
+@pytest.fixture(scope='module')
+def deployment(bed):
+    """xdp_proxy itself deploys the program on the bench's lan0 (pinned); frames run through the pin."""
+    args = dict(name=DEPLOYMENT, netns=NETNS, interface='lan0', services=[TCP_SVC],
+                bpf_sources=read_sources(XDP_SOURCES), snat_port_range=list(SNAT_RANGE))
+    try:
+        result = run_module('xdp_proxy', args)
+        assert not result.get('failed'), result.get('msg')
+        yield args, result
+    finally:
+        run_module('xdp_proxy', {'name': DEPLOYMENT, 'state': 'absent'})
+
+
+def test_check_mode_warns_before_a_layout_change_resets_flows(bed, deployment):
+    args = deployment[0]
+    lb = PinnedHarness(bed, PROG_PIN)
+    lb.open_flow(client(15), 59100)
+    lb.open_flow(client(16), 59101)
+    check = run_module('xdp_proxy', dict(args, max_flows=1024), check_mode=True)
+    assert check['changed']
+    assert any('2 live flows will be reset' in c for c in check['changes']), check['changes']
+
+
+def test_reload_keeps_live_flows(bed, deployment):
+    args, first = deployment
+    lb = PinnedHarness(bed, PROG_PIN)
+    flow = lb.open_flow(client(14), 59000)
+    changed = dict(args, bpf_sources=dict(args['bpf_sources']))
+    changed['bpf_sources']['xdp_proxy.bpf.c'] += '\n/* a change of source that keeps the layout */\n'
+    second = run_module('xdp_proxy', changed)
+    assert not second.get('failed'), second.get('msg')
+    assert second['prog_id'] != first['prog_id']
+    verdict, out = lb.send(from_backend(flow))
+    lb.assert_replied(verdict, out, flow)
+    verdict, out = lb.send(from_client(flow.client, flow.cport))
+    lb.assert_forwarded(verdict, out, flow)
+
+
+class PinnedHarness(Harness):
+    """Frames through a deployed (pinned) program instead of the bench's own."""
+
+    def __init__(self, bed, prog_pin):
+        Harness.__init__(self, bed)
+        self.prog_pin = prog_pin
+
+    def send(self, frame, dev=None):
+        fd = bpf_syscall.obj_get(self.prog_pin)
+        try:
+            dev = dev or ('srv0' if frame[IP].src.startswith(xdp_testbed.SRV) else 'lan0')
+            verdict, out = self.bed.run(bytes(frame), dev=dev, prog_fd=fd)
+        finally:
+            os.close(fd)
+        return verdict, Ether(out)
