@@ -14,6 +14,7 @@
 
 #include <linux/icmp.h>
 #include "csum.h"
+#include "lb_ipv4.h"
 
 #define LB_ICMP_QUOTE_MIN 8 /* bytes of L4 header an ICMP error carries at least: the ports */
 
@@ -89,14 +90,7 @@ static __always_inline void lb_icmp_rewrite(struct iphdr *iph, struct lb_icmp_er
 	inner->daddr = daddr;
 	err->icmp->checksum = icmp_check;
 
-	__u16 outer = lb_csum_replace4(iph->check, iph->saddr, osaddr);
-	outer = lb_csum_replace4(outer, iph->daddr, odaddr);
-	__u16 old_word = bpf_htons(((__u16)iph->ttl << 8) | iph->protocol);
-	iph->ttl -= 1;
-	outer = lb_csum_replace2(outer, old_word, bpf_htons(((__u16)iph->ttl << 8) | iph->protocol));
-	iph->check = outer;
-	iph->saddr = osaddr;
-	iph->daddr = odaddr;
+	lb_ipv4_forward(iph, osaddr, odaddr);
 }
 
 #endif

@@ -32,6 +32,7 @@
 #include <linux/udp.h>
 #include "xdp_lb.h"
 #include "csum.h"
+#include "lb_ipv4.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -243,16 +244,7 @@ static __always_inline void lb_rewrite(struct iphdr *iph, __be16 *ports, __u16 *
 	ports[0] = sport;
 	ports[1] = dport;
 
-	__u16 ip_check = iph->check;
-	ip_check = lb_csum_replace4(ip_check, iph->saddr, saddr);
-	ip_check = lb_csum_replace4(ip_check, iph->daddr, daddr);
-	/* TTL is the high byte of the 16-bit word it shares with the protocol */
-	__u16 old_word = bpf_htons(((__u16)iph->ttl << 8) | iph->protocol);
-	iph->ttl -= 1;
-	ip_check = lb_csum_replace2(ip_check, old_word, bpf_htons(((__u16)iph->ttl << 8) | iph->protocol));
-	iph->check = ip_check;
-	iph->saddr = saddr;
-	iph->daddr = daddr;
+	lb_ipv4_forward(iph, saddr, daddr);
 }
 
 static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
