@@ -225,8 +225,8 @@ def normalize_services(services, limits, default_snat_ip):
         if not isinstance(snat_ips, list):
             snat_ips = [snat_ips]
         if len(snat_ips) > SVC_SNAT_MAX:
-            raise ConfigError('%s.snat_ip lists %d addresses: at most %d per service' % (where, len(snat_ips),
-                                                                                        SVC_SNAT_MAX))
+            raise ConfigError('%s.snat_ip lists %d addresses: at most %d per service'
+                              % (where, len(snat_ips), SVC_SNAT_MAX))
         if len(set(snat_ips)) != len(snat_ips):
             raise ConfigError('%s.snat_ip lists an address twice' % where)
         for snat_ip in snat_ips:
