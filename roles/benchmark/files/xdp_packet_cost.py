@@ -80,7 +80,6 @@ SYN, ACK = 0x02, 0x10
 class Bench(object):
     def __init__(self, tb, maps_mod, deploy_mod, syscall):
         self.tb = tb
-        self.maps_mod = maps_mod
         self.syscall = syscall
         self.deploy = deploy_mod
         self.vip = tb.LAN + str(tb.LB_HOST)
@@ -144,7 +143,7 @@ class Bench(object):
         self.forget_new_flows()
         total = 0
         detail = {}
-        for name in self.maps_mod.FLOW_MAPS:
+        for name in self.tb.FLOW_MAPS:
             fd = self.bed.maps.fds.get(name)
             if fd is None:
                 continue
