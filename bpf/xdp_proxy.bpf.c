@@ -19,6 +19,7 @@
  *   TTL is decremented; TTL <= 1 goes to the stack, which answers time exceeded.
  * - Fragments to a VIP or SNAT address are dropped and counted (non-first fragments carry no
  *   ports, so the stack would get them while the first went to a backend).
+ * - ICMP errors quoting a flow's packet are translated to the other side (bpf/lb_icmp.h).
  * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup) when a flow starts; user space passes
  *   a backend MAC as a fallback while the neighbour entry is missing. Replies go back to the MAC
  *   the client's packet came from.
@@ -79,6 +80,7 @@ static __always_inline void lb_flow_forget(struct lb_flow_key *key)
 
 #include "lb_flow.h"
 #include "lb_snat.h"
+#include "lb_icmp.h"
 
 static __always_inline __u32 lb_rol32(__u32 word, unsigned int shift)
 {
@@ -263,6 +265,56 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const
 	return bpf_redirect(ifindex, 0);
 }
 
+/* An ICMP error to one of our addresses: if it quotes a packet of a flow, pass it to the other side
+ * of that flow, translated (path-MTU discovery and port unreachable work through the LB). Anything
+ * else ICMP goes to the stack. */
+static __always_inline int lb_handle_icmp(struct xdp_md *ctx, struct ethhdr *eth, struct iphdr *iph, void *data_end,
+					  __u32 addr_flags, __u32 snat_index)
+{
+	struct lb_icmp_error err = {};
+
+	if ((iph->frag_off & bpf_htons(0x3fff)) || iph->ttl <= 1 || lb_icmp_parse(iph, data_end, &err))
+		return XDP_PASS;
+	struct iphdr *inner = err.inner;
+	__u16 quoted_sport = bpf_ntohs(err.inner_ports[0]);
+	if ((addr_flags & LB_ADDR_SNAT) && inner->saddr == iph->daddr && quoted_sport >= LB_SNAT_PORT_MIN &&
+	    quoted_sport <= LB_SNAT_PORT_MAX) {
+		/* quotes SNAT:lport -> backend:bport, a packet we sent on a client's behalf */
+		__u32 idx = snat_index * LB_SNAT_PORTS + (quoted_sport - LB_SNAT_PORT_MIN);
+		struct lb_snat_slot *slot = lb_snat_ports.lookup(&idx);
+		if (!slot || slot->key.proto != inner->protocol)
+			return XDP_PASS;
+		struct lb_flow_key fkey = slot->key;
+		struct lb_flow *flow = lb_conntrack.lookup(&fkey);
+		if (!flow || flow->backend_ip != inner->daddr || flow->backend_port != err.inner_ports[1] ||
+		    flow->snat_port != err.inner_ports[0])
+			return XDP_PASS;
+		struct lb_flow f = *flow;
+		/* the client sees an error about its own packet client:cport -> VIP:vport, from the VIP */
+		lb_icmp_rewrite(iph, &err, fkey.daddr, fkey.saddr, fkey.saddr, fkey.daddr, fkey.sport, fkey.dport);
+		lb_count_global(LB_CNT_ICMP_TRANSLATED);
+		return lb_send(ctx, eth, f.client_lb_mac, f.client_mac, f.client_ifindex);
+	}
+	if ((addr_flags & LB_ADDR_VIP) && inner->saddr == iph->daddr) {
+		/* quotes VIP:vport -> client:cport, a reply we sent on a backend's behalf */
+		struct lb_flow_key key = {};
+		key.saddr = inner->daddr;
+		key.daddr = inner->saddr;
+		key.sport = err.inner_ports[1];
+		key.dport = err.inner_ports[0];
+		key.proto = inner->protocol;
+		struct lb_flow *flow = lb_conntrack.lookup(&key);
+		if (!flow)
+			return XDP_PASS;
+		struct lb_flow f = *flow;
+		/* the backend sees an error about its packet backend:bport -> SNAT:lport, from the SNAT address */
+		lb_icmp_rewrite(iph, &err, f.snat_ip, f.backend_ip, f.backend_ip, f.snat_ip, f.backend_port, f.snat_port);
+		lb_count_global(LB_CNT_ICMP_TRANSLATED);
+		return lb_send(ctx, eth, f.backend_lb_mac, f.backend_mac, f.backend_ifindex);
+	}
+	return XDP_PASS;
+}
+
 int xdp_lb(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -283,6 +335,8 @@ int xdp_lb(struct xdp_md *ctx)
 	__u32 addr_flags = addr->flags;
 	__u32 snat_index = addr->snat_index;
 
+	if (iph->protocol == IPPROTO_ICMP)
+		return lb_handle_icmp(ctx, eth, iph, data_end, addr_flags, snat_index);
 	if (iph->protocol != IPPROTO_TCP && iph->protocol != IPPROTO_UDP)
 		return XDP_PASS;
 	if (iph->frag_off & bpf_htons(0x3fff)) {

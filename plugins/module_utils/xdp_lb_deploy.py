@@ -395,8 +395,13 @@ class XdpLbDeployment(object):
             return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path)
         maps, meta = xdp_deploy.load_existing(self.pins)
         before = []
+        before_iface = None
         if maps is not None:
             before = maps.read_config()[0]
+            before_iface = {'name': meta['ifname'], 'netns': meta['netns'], 'mode': meta['mode']}
+            flows = maps.flow_count(limit=maps.limits.max_flows)
+            if flows:
+                self.changes.append('%d flows in the connection table end with it' % flows)
             place = xdp_deploy.attachment(meta, self.pins.prog_id(xdp_deploy.PROG))
             if place:
                 self.changes.append('detach from %s in %s' % (place['link']['ifname'], place['netns']))
@@ -418,4 +423,5 @@ class XdpLbDeployment(object):
         if not self.check_mode:
             self.pins.remove()
         return dict(changed=True, changes=self.changes, pin_path=self.pins.path,
-                    diff={'before': {'services': before}, 'after': {'services': []}})
+                    diff={'before': {'services': before, 'interface': before_iface},
+                          'after': {'services': [], 'interface': None}})

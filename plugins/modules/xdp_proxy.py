@@ -193,6 +193,8 @@ notes:
   - IPv4 fragments of TCP or UDP to a VIP or SNAT address are dropped and counted (fragments_dropped),
     so a datagram is never split between a backend and the load balancer's stack. Keep datagrams
     below the path MTU (ICMP, like ping, is not balanced and passes to the stack).
+  - ICMP errors quoting a packet of a flow (destination unreachable, fragmentation needed, time
+    exceeded) are translated to the other side of the flow, so path-MTU discovery works through it.
   - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
 seealso:
   - module: ebpf.networking.xdp_stats
@@ -261,9 +263,25 @@ counters:
   type: list
   elements: dict
 flows:
-  description: Entries in the connection table (two per connection).
+  description: Entries in the connection table (one per connection).
   returned: state=present and not check mode
   type: int
+global_counters:
+  description: Drop, pass and SNAT port counters of the program (see M(ebpf.networking.xdp_stats)).
+  returned: state=present and not check mode
+  type: dict
+limits:
+  description: The compile-time sizes and timeouts of the loaded program.
+  returned: state=present and not check mode
+  type: dict
+  sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
+           max_snat_ips: 4, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+diff:
+  description:
+    - Before and after, for --diff. With state=present C(services), C(limits) and C(interface) (name, netns, mode);
+      with state=absent C(services) and C(interface) before, nothing after.
+  returned: state=present, and state=absent when something was removed
+  type: dict
 '''
 
 import os

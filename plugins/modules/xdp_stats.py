@@ -65,11 +65,39 @@ counters:
   type: list
   elements: dict
 global_counters:
-  description: Packets dropped or passed for a reason (no_backend, no_neighbour, snat_ports_exhausted, ...).
+  description:
+    - Packets dropped or passed for a reason, and SNAT port events. Keys passed, no_backend, no_neighbour,
+      snat_ports_exhausted, flow_insert_failed, fragments_dropped, orphan_replies_dropped, ttl_expired_passed,
+      snat_ports_reclaimed, snat_port_scans, flows_lost, udp_flows_moved, icmp_translated.
   returned: when deployed
   type: dict
+refused_flows:
+  description: New flows refused by all services because every SNAT port they could take was held by a live flow.
+  returned: when deployed
+  type: int
+  sample: 0
+advice:
+  description: What to do about refused flows, lost flows or missing neighbours; empty when all is well.
+  returned: when deployed
+  type: list
+  elements: str
+consistent:
+  description: False when a run was interrupted between map updates (xdp_proxy with state=present repairs it).
+  returned: when deployed
+  type: bool
+limits:
+  description: The compile-time sizes and timeouts of the loaded program (as the xdp_proxy options).
+  returned: when deployed
+  type: dict
+  sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
+           max_snat_ips: 4, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+pin_path:
+  description: The bpffs directory of the deployment.
+  returned: always
+  type: str
+  sample: /sys/fs/bpf/ebpf_networking/xdp_lb
 flow_count:
-  description: Entries in the connection table (two per connection), and its capacity in C(limits.max_flows).
+  description: Entries in the connection table (one per connection, live or ended but not yet reused); its capacity is C(limits.max_flows).
   returned: when deployed
   type: int
 flow_sample:
@@ -82,7 +110,9 @@ maps:
   returned: when deployed
   type: dict
 memory:
-  description: Estimated map memory in total, per configured backend slot and per connection.
+  description:
+    - Estimated map memory in total, per configured backend slot and per connection (the connection table
+      and the SNAT port table divided by max_flows; about 120 bytes with the defaults).
   returned: when deployed
   type: dict
 '''

@@ -22,7 +22,7 @@ sys.path.insert(0, HERE)
 
 from lab_topology import Topology  # noqa: E402  pylint: disable=wrong-import-position
 
-XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h')
+XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h')
 
 
 def read_sources(names):

@@ -10,8 +10,10 @@ __metaclass__ = type
 
 import argparse
 import json
+import os
 import socket
 import struct
+import time
 
 
 def ask(sock):
@@ -35,6 +37,7 @@ def main():
     ap.add_argument('--port', type=int, default=80)
     ap.add_argument('--sports', required=True, help='first:count')
     ap.add_argument('--rst-close', action='store_true', help='close with RST: no TIME_WAIT, ports reusable at once')
+    ap.add_argument('--pause-file', help='after the first requests create FILE.ready and wait (30 s at most) for FILE')
     args = ap.parse_args()
     first, count = [int(x) for x in args.sports.split(':')]
     conns, out = [], []
@@ -51,6 +54,11 @@ def main():
             entry['error'] = str(e)
         conns.append((s, entry))
         out.append(entry)
+    if args.pause_file:
+        open(args.pause_file + '.ready', 'w').close()
+        deadline = time.time() + 30
+        while not os.path.exists(args.pause_file) and time.time() < deadline:
+            time.sleep(0.1)
     for s, entry in conns:
         if 'error' not in entry:
             try:

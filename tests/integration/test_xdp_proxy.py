@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -206,6 +207,14 @@ def test_full_connection_table_evicts_instead_of_failing(lab, xdp):
     ({'netns': 'ebn-be1', 'interface': 'eth0',
       'services': [{'vip': '10.203.0.300', 'port': 80, 'backends': ['10.203.0.22']}]}, 'not an IPv4 address'),
     ({'netns': 'ebn-be1', 'interface': 'eth0', 'ring_size': 4096}, 'must be a prime'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '0.0.0.0', 'port': 80, 'backends': ['10.203.0.22']}]}, 'vip 0.0.0.0 is unspecified'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '10.203.0.21', 'port': 80, 'backends': ['255.255.255.255']}]}, 'is the broadcast address'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0',
+      'services': [{'vip': '10.203.0.21', 'port': 80, 'snat_ip': '127.0.0.1', 'backends': ['10.203.0.22']}]},
+     'is a loopback address'),
+    ({'netns': 'ebn-be1', 'interface': 'eth0', 'timeouts': {'udp': 0}}, 'timeouts.udp 0 is out of range'),
 ])
 def test_bad_input_fails_clearly_and_leaves_nothing(lab, xdp, args, message):
     args.setdefault('services', [{'vip': '10.203.0.21', 'port': 80, 'backends': ['10.203.0.22']}])
@@ -214,6 +223,16 @@ def test_bad_input_fails_clearly_and_leaves_nothing(lab, xdp, args, message):
     assert message in result['msg']
     assert not os.path.exists(PIN_ROOT + '/busytest') and not os.path.exists(PIN_ROOT + '/_staging_busytest')
     assert not xdp_prog_on(lab, 'be1')
+
+
+@pytest.mark.parametrize('module', ['xdp_proxy', 'xdp_stats'])
+def test_a_bad_name_fails_cleanly(module):
+    args = {'name': 'Bad Name'}
+    if module == 'xdp_proxy':
+        args['state'] = 'absent'
+    result = run_module(module, args)
+    assert result.get('failed') and "name 'Bad Name' is invalid" in result['msg'], result
+    assert 'Traceback' not in result.get('module_stderr', '') and 'exception' not in result
 
 
 def test_compile_error_shows_the_compiler_and_leaves_nothing(lab, xdp):
@@ -289,3 +308,165 @@ def test_absent_with_damaged_pins_still_finds_and_detaches(lab, xdp):
     result = run_module('xdp_proxy', {'name': 'xdp_lb', 'state': 'absent'})
     assert result['changed'] and any(c.startswith('detach program %d' % deployed['prog_id']) for c in result['changes'])
     assert not xdp_prog_on(lab, 'lb') and not os.path.exists(PIN_ROOT + '/xdp_lb')
+
+
+def udp_exchange_script(vip, sport, rounds):
+    """Python run in a client namespace: one UDP socket bound to sport, one datagram per line of
+    stdin ('go'), printing 'backend@source' for each answer."""
+    return ('import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(("0.0.0.0",%d))\n'
+            's.settimeout(2)\nfor line in sys.stdin:\n s.sendto(b"x",("%s",5300))\n'
+            ' try:\n  d,a=s.recvfrom(100); print(d.decode().split(":")[0]+"@"+a[0], flush=True)\n'
+            ' except OSError: print("TIMEOUT", flush=True)\n') % (sport, vip)
+
+
+def test_a_udp_flow_moves_off_a_removed_backend_on_its_next_packet(lab, xdp):
+    deployed = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    assert not deployed.get('failed'), deployed.get('msg')
+    proc = subprocess.Popen(['ip', 'netns', 'exec', 'ebn-cl1', sys.executable, '-c',
+                             udp_exchange_script(lab.ip('lb'), 45300, 2)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        proc.stdin.write('go\n')
+        proc.stdin.flush()
+        first = proc.stdout.readline().strip()
+        assert first != 'TIMEOUT' and first.endswith('@' + lab.ip('lb')), first
+        used = first.split('@')[0]
+        svcs = services(lab)
+        svcs[1]['backends'] = [{'ip': lab.ip(b)} for b in ('be1', 'be2', 'be3') if b != used]
+        changed = xdp(netns='ebn-lb', interface='eth0', mode='native', services=svcs)
+        assert changed['changed'] and changed['prog_id'] == deployed['prog_id']
+        proc.stdin.write('go\n')
+        proc.stdin.flush()
+        second = proc.stdout.readline().strip()
+        assert second != 'TIMEOUT' and second.endswith('@' + lab.ip('lb')), second
+        assert second.split('@')[0] != used, 'the same socket must now reach another backend'
+        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        assert stats['global_counters']['udp_flows_moved'] >= 1
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
+def test_draining_backend_keeps_its_connections_and_gets_no_new_ones(lab, xdp):
+    """weight 0: kept-alive connections on the backend go on; new connections go elsewhere."""
+    client = subprocess.Popen(['ip', 'netns', 'exec', 'ebn-cl2', sys.executable, os.path.join(HERE, 'flow_client.py'),
+                               '--vip', lab.ip('lb'), '--sports', '46000:12', '--pause-file', '/tmp/xa-drain-go'],
+                              stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        deadline = time.time() + 20
+        while not os.path.exists('/tmp/xa-drain-go.ready') and time.time() < deadline:
+            time.sleep(0.1)
+        svcs = services(lab)
+        svcs[0]['backends'] = [{'ip': lab.ip('be1'), 'weight': 0}, lab.ip('be2'), lab.ip('be3')]
+        drained = xdp(netns='ebn-lb', interface='eth0', mode='native', services=svcs)
+        assert any('draining' in c for c in drained['changes']), drained['changes']
+        assert 'be1' not in set(curl_hosts(lab, 'cl1', 30)), 'a draining backend gets no new flows'
+        open('/tmp/xa-drain-go', 'w').close()
+        conns = json.loads(client.communicate(timeout=60)[0])
+        assert all('error' not in c for c in conns), conns
+        assert all(c['first'] == c['second'] for c in conns), 'open connections stay on their backend'
+        assert 'be1' in set(c['first'] for c in conns), 'some connection must have been on the drained backend'
+        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        be1 = [b for c in stats['counters'] if c['service'].endswith(':80/tcp') for b in c['backends']
+               if b['ip'] == lab.ip('be1')][0]
+        assert be1['draining'] and be1['weight'] == 0
+    finally:
+        client.kill()
+        for path in ('/tmp/xa-drain-go', '/tmp/xa-drain-go.ready'):
+            if os.path.exists(path):
+                os.unlink(path)
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
+def test_a_long_download_keeps_flowing_across_a_reload_that_keeps_the_layout(lab, xdp):
+    deployed = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    size = 48 * 1024 * 1024  # 24 s at 2 MB/s: longer than a compile and reload
+    proc = subprocess.Popen(['ip', 'netns', 'exec', 'ebn-cl1', 'curl', '-s', '-o', '/dev/null', '-w', '%{size_download}',
+                             '--limit-rate', '2M', '-m', '90', 'http://%s/bytes/%d' % (lab.ip('lb'), size)],
+                            stdout=subprocess.PIPE, universal_newlines=True)
+    try:
+        time.sleep(1.5)
+        assert proc.poll() is None, 'the download must still run during the reload'
+        reloaded = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab),
+                       timeouts={'tcp_closing': 12})
+        assert not reloaded.get('failed'), reloaded.get('msg')
+        assert reloaded['prog_id'] != deployed['prog_id'], 'a timeout change reloads the program'
+        assert any('keeping the flow table' in c for c in reloaded['changes']), reloaded['changes']
+        assert proc.poll() is None, 'the download must outlast the reload'
+        out = proc.communicate(timeout=90)[0]
+        assert proc.returncode == 0 and int(out) == size, 'curl rc %s, %s bytes' % (proc.returncode, out)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
+def test_a_layout_change_says_how_many_flows_it_resets(lab, xdp):
+    xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    curl_hosts(lab, 'cl1', 5)
+    check = xdp(check_mode=True, netns='ebn-lb', interface='eth0', mode='native', services=services(lab),
+                max_flows=32768)
+    assert check['changed']
+    resets = [c for c in check['changes'] if 'live flows will be reset' in c]
+    assert resets and int(resets[0].split(': ')[1].split()[0]) >= 5, check['changes']
+    assert check['diff']['before']['limits']['max_flows'] == 65536
+    assert check['diff']['after']['limits']['max_flows'] == 32768
+
+
+def test_a_backends_port_unreachable_reaches_the_client(lab, xdp):
+    """Nothing listens on the backend port: the backend's ICMP error is translated back to the client,
+    whose connected UDP socket then reports connection refused (without translation it would time out)."""
+    svcs = services(lab) + [{'vip': lab.ip('lb'), 'port': 5301, 'protocol': 'udp',
+                             'backends': [{'ip': lab.ip('be2'), 'port': 5399}]}]
+    result = xdp(netns='ebn-lb', interface='eth0', mode='native', services=svcs)
+    assert not result.get('failed'), result.get('msg')
+    script = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(3)\n'
+              's.connect(("%s",5301))\ns.send(b"x")\ntry:\n s.recv(100); print("ANSWER")\n'
+              'except ConnectionRefusedError: print("REFUSED")\nexcept OSError as e: print("TIMEOUT", e)\n') % lab.ip('lb')
+    try:
+        out = lab.node('cl1').run(sys.executable, '-c', script).stdout.strip()
+        assert out == 'REFUSED', out
+        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        assert stats['global_counters']['icmp_translated'] >= 1
+    finally:
+        xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+
+
+# ping -s 3000 without the ping binary: an echo request with 3000 bytes of data, fragmented by the kernel
+PING_3000 = r"""
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack('!' + 'H' * (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+data = bytes(range(256)) * 11 + bytes(184)
+hdr = struct.pack('!BBHHH', 8, 0, 0, 0x4242, 1)
+msg = struct.pack('!BBHHH', 8, 0, csum(hdr + data), 0x4242, 1) + data
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(3)
+s.sendto(msg, ('VIP', 0))
+try:
+    while True:
+        pkt = s.recv(65535)
+        icmp = pkt[(pkt[0] & 15) * 4:]
+        if icmp[0] == 0 and icmp[4:6] == b'\x42\x42':
+            print('REPLY', len(icmp)); break
+except OSError:
+    print('TIMEOUT')
+"""
+
+
+def test_ping_and_oversized_udp_to_the_vip_behave_as_documented(lab, xdp):
+    """ICMP is not balanced: the LB's own stack answers a fragmented ping. A UDP datagram larger than
+    the MTU to a service is dropped whole and counted, never split between backend and stack."""
+    xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    assert lab.node('cl1').run(sys.executable, '-c', PING_3000.replace('VIP', lab.ip('lb'))).stdout.strip() == 'REPLY 3008'
+
+    before = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    script = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n'
+              's.sendto(b"x"*4000,("%s",5300))\ntry:\n s.recvfrom(100); print("ANSWER")\n'
+              'except OSError: print("NOANSWER")\n') % lab.ip('lb')
+    assert lab.node('cl2').run(sys.executable, '-c', script).stdout.strip() == 'NOANSWER'
+    after = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    assert after - before >= 3, 'all three fragments of the 4000-byte datagram are dropped'
