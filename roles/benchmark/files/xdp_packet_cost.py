@@ -13,7 +13,7 @@ of an empty XDP program (return XDP_PASS) measured the same way. Rounds interlea
 busy neighbour on the machine hits all of them alike.
 
 The program is compiled and filled by the collection's own code (module_utils/xdp_testbed.py:
-compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xh-cost`. Needs root
+compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xh-cost-PID`. Needs root
 and bcc. --collection points at the collection (default: the one this file is in).
 """
 
