@@ -52,23 +52,20 @@ def bench(netns, **limits):
 
 @pytest.fixture(scope='module')
 def bed(require_root):
-    for testbed in bench(NETNS, snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS):
-        yield testbed
+    yield from bench(NETNS, snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS)
 
 
 @pytest.fixture(scope='module')
 def timed_bed(require_root):
-    """A bench whose flows expire within seconds (needs the timeout options of issue 10 item 1)."""
-    for testbed in bench(NETNS + 't', snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS,
-                         timeouts=TIMEOUTS):
-        yield testbed
+    """A bench whose flows expire within seconds (the timeouts options of issue 10 item 1)."""
+    yield from bench(NETNS + 't', snat_port_min=SNAT_RANGE[0], snat_port_max=SNAT_RANGE[1], max_flows=MAX_FLOWS,
+                     timeouts=TIMEOUTS)
 
 
 @pytest.fixture(scope='module')
 def flood_bed(require_root):
     """More SNAT ports (1024) than flow entries (64): a SYN flood can fill the table before the ports."""
-    for testbed in bench(NETNS + 'f', snat_port_min=40000, snat_port_max=41023, max_flows=64):
-        yield testbed
+    yield from bench(NETNS + 'f', snat_port_min=40000, snat_port_max=41023, max_flows=64)
 
 
 def fresh(bed):
