@@ -9,18 +9,19 @@
  *   ACK) until the closing timeout, but its SNAT port may be taken by a new flow at once, as Linux
  *   reuses a TIME_WAIT port for a new connection: the backend accepts the new SYN on the old
  *   4-tuple (newer timestamp), and a late packet of the old flow no longer finds it.
- * - The clock is bpf_ktime_get_coarse_ns (a few ns; bpf_ktime_get_ns costs ~43 ns here) and
- *   last_seen is written at most once per LB_TOUCH, so an established flow is not a map write
- *   per packet.
+ * - The clock is jiffies (bpf_jiffies64, inlined: ~0 ns; bpf_ktime_get_ns and the coarse variant
+ *   cost ~40 ns here) and last_seen is written at most once per LB_TOUCH, so an established flow is
+ *   not a map write per packet. last_seen keeps the low 32 bits: ages compare modulo 2^32 jiffies
+ *   (49 days at HZ 1000), far above the longest timeout (7 days).
  */
 #ifndef EBPF_NETWORKING_LB_FLOW_H
 #define EBPF_NETWORKING_LB_FLOW_H
 
 #include "xdp_lb.h"
 
-static __always_inline __u32 lb_now(void)
+static __always_inline __u64 lb_now(void)
 {
-	return (__u32)(bpf_ktime_get_coarse_ns() >> LB_TIME_SHIFT);
+	return bpf_jiffies64();
 }
 
 static __always_inline int lb_flow_closed(__u8 state)
@@ -39,13 +40,13 @@ static __always_inline __u32 lb_flow_timeout(__u8 state, __u8 proto)
 	return LB_TO_TCP_SYN;
 }
 
-static __always_inline int lb_flow_expired(const struct lb_flow *flow, __u8 proto, __u32 now)
+static __always_inline int lb_flow_expired(const struct lb_flow *flow, __u8 proto, __u64 now)
 {
-	return (__u32)(now - flow->last_seen) > lb_flow_timeout(flow->state, proto);
+	return (__u32)((__u32)now - flow->last_seen) > lb_flow_timeout(flow->state, proto);
 }
 
 /* May a new flow take this flow's SNAT port? */
-static __always_inline int lb_flow_dead(const struct lb_flow *flow, __u8 proto, __u32 now)
+static __always_inline int lb_flow_dead(const struct lb_flow *flow, __u8 proto, __u64 now)
 {
 	return lb_flow_closed(flow->state) || lb_flow_expired(flow, proto, now);
 }
@@ -68,26 +69,27 @@ static __always_inline __u8 lb_tcp_state_bits(const struct tcphdr *th, int reply
  * the time moved by LB_TOUCH. A state change restarts the timeout (closing runs from the FIN).
  * Returns 1 when it wrote: the caller then refreshes the flow's lb_snat_ports slot.
  */
-static __always_inline int lb_flow_touch(struct lb_flow *flow, __u8 bits, __u32 now)
+static __always_inline int lb_flow_touch(struct lb_flow *flow, __u8 bits, __u64 now)
 {
 	if ((flow->state | bits) != flow->state) {
 		flow->state |= bits;
-		flow->last_seen = now;
+		flow->last_seen = (__u32)now;
 		return 1;
 	}
-	if ((__u32)(now - flow->last_seen) >= LB_TOUCH) {
-		flow->last_seen = now;
+	if ((__u32)((__u32)now - flow->last_seen) >= LB_TOUCH) {
+		flow->last_seen = (__u32)now;
 		return 1;
 	}
 	return 0;
 }
 
-/* When the flow's SNAT port is free again unless another packet comes: now once it is closed. */
-static __always_inline __u32 lb_flow_free_at(const struct lb_flow *flow, __u8 proto)
+/* When the flow's SNAT port is free again unless another packet comes (call right after a touch
+ * that wrote): now once it is closed. */
+static __always_inline __u64 lb_flow_free_at(const struct lb_flow *flow, __u8 proto, __u64 now)
 {
 	if (lb_flow_closed(flow->state))
-		return flow->last_seen;
-	return flow->last_seen + lb_flow_timeout(flow->state, proto) + 1;
+		return now;
+	return now + lb_flow_timeout(flow->state, proto) + 1;
 }
 
 #endif

@@ -46,7 +46,7 @@ static __always_inline const struct lb_snat_addr *lb_svc_snat(const struct lb_se
 
 /* Claim (snat_index, port offset) for key if it is free. Returns 1 when claimed, 2 when claimed by
  * reclaiming a dead flow's port, 0 when a live flow holds it. */
-static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const struct lb_flow_key *key, __u32 now)
+static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const struct lb_flow_key *key, __u64 now)
 {
 	__u32 idx = snat_index * LB_SNAT_PORTS + port_off;
 	struct lb_snat_slot *slot = lb_snat_slot(idx);
@@ -72,7 +72,7 @@ static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const s
 
 /* Pick the SNAT address and port for a new flow. Returns 0 and fills flow->snat_*, or -1. */
 static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const struct lb_service *svc, __u32 hash,
-					__u32 now, struct lb_flow *flow)
+					__u64 now, struct lb_flow *flow)
 {
 	__u32 count = svc->snat_count;
 	__u32 which = 0, port_off = 0;
@@ -99,7 +99,7 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 			struct lb_snat_slot *slot = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
 			if (!slot)
 				break;
-			if (slot->key.proto == 0 || (__s32)(now - slot->free_at) >= 0) {
+			if (slot->key.proto == 0 || now >= slot->free_at) {
 				found = 1;
 				break;
 			}

@@ -36,22 +36,25 @@
 #define LB_SNAT_PORTS (LB_SNAT_PORT_MAX - LB_SNAT_PORT_MIN + 1)
 #define LB_SVC_SNAT_MAX 4 /* SNAT addresses per service (a power of two: indexes are masked) */
 
-/* Flow clock: bpf_ktime_get_coarse_ns() >> LB_TIME_SHIFT, units of 16.8 ms; a u32 lasts 2.2 years.
- * Timeouts arrive in these units (xdp_lb_maps.Timeouts), defaults as Cilium's. */
-#define LB_TIME_SHIFT 24
+/* Flow clock: jiffies (bpf_jiffies64 is inlined by the verifier on x86-64, about 0 ns; both
+ * bpf_ktime_get_ns and bpf_ktime_get_coarse_ns cost ~40 ns a call in this VM). User space measures
+ * the kernel's HZ and passes it with the timeouts (seconds) as -D flags; defaults as Cilium's. */
+#ifndef LB_HZ
+#define LB_HZ 250
+#endif
 #ifndef LB_TO_TCP_SYN
-#define LB_TO_TCP_SYN 3577 /* 60 s */
+#define LB_TO_TCP_SYN (60 * LB_HZ)
 #endif
 #ifndef LB_TO_TCP_EST
-#define LB_TO_TCP_EST 1287461 /* 6 h */
+#define LB_TO_TCP_EST (21600 * LB_HZ)
 #endif
 #ifndef LB_TO_TCP_CLOSING
-#define LB_TO_TCP_CLOSING 597 /* 10 s */
+#define LB_TO_TCP_CLOSING (10 * LB_HZ)
 #endif
 #ifndef LB_TO_UDP
-#define LB_TO_UDP 3577 /* 60 s */
+#define LB_TO_UDP (60 * LB_HZ)
 #endif
-#define LB_TOUCH 60 /* refresh last_seen at most once a second: timeouts need no finer time */
+#define LB_TOUCH LB_HZ /* refresh last_seen at most once a second: timeouts need no finer time */
 
 /* All addresses and ports in network byte order. */
 struct lb_service_key {
@@ -123,7 +126,7 @@ struct lb_flow {
 	__u8 client_lb_mac[6]; /* our address on the client side */
 	__u8 backend_mac[6];
 	__u8 backend_lb_mac[6];
-	__u32 last_seen;       /* flow clock, refreshed at most every LB_TOUCH */
+	__u32 last_seen;       /* jiffies (low 32 bits), refreshed at most every LB_TOUCH */
 	__u16 snat_index;      /* row in lb_snat_ports */
 	__u8 state;            /* LB_ST_* */
 	__u8 pad;
@@ -131,12 +134,11 @@ struct lb_flow {
 
 /* lb_snat_ports[snat_index * LB_SNAT_PORTS + port - LB_SNAT_PORT_MIN]: the flow holding that port
  * (key.proto 0 = never used) and when that flow's port becomes free unless it sees another packet
- * (flow clock; refreshed with the flow's last_seen, "now" once it is closed), so the scan for a
+ * (jiffies; refreshed with the flow's last_seen, "now" once it is closed), so the scan for a
  * free port reads this array only. The flow entry has the last word when it exists. */
 struct lb_snat_slot {
 	struct lb_flow_key key;
-	__u32 free_at;
-	__u32 pad;
+	__u64 free_at; /* jiffies */
 };
 
 struct lb_counters {

@@ -154,7 +154,7 @@ static __always_inline int lb_backend_present(const struct lb_flow *flow)
  * Fills *flow. Returns 0, or an XDP verdict to return at once.
  */
 static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, const struct lb_flow_key *key,
-				       const struct lb_service *svc, __u32 now, struct lb_flow *flow)
+				       const struct lb_service *svc, __u64 now, struct lb_flow *flow)
 {
 	__u32 svc_index = svc->index;
 	__u32 ring_gen = svc->ring_gen;
@@ -219,7 +219,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	flow->client_ifindex = ctx->ingress_ifindex;
 	__builtin_memcpy(flow->client_mac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(flow->client_lb_mac, eth->h_dest, ETH_ALEN);
-	flow->last_seen = now;
+	flow->last_seen = (__u32)now;
 	if (lb_conntrack.update((struct lb_flow_key *)key, flow) != 0)
 		lb_count_global(LB_CNT_FLOW_INSERT_FAIL);
 	return 0;
@@ -363,7 +363,7 @@ int xdp_lb(struct xdp_md *ctx)
 		lb_count_global(LB_CNT_TTL_EXPIRED);
 		return XDP_PASS;
 	}
-	__u32 now = lb_now();
+	__u64 now = lb_now();
 	__u16 dport_host = bpf_ntohs(ports[1]);
 
 	if ((addr_flags & LB_ADDR_SNAT) && dport_host >= LB_SNAT_PORT_MIN && dport_host <= LB_SNAT_PORT_MAX) {
@@ -382,7 +382,7 @@ int xdp_lb(struct xdp_md *ctx)
 			return XDP_DROP;
 		}
 		if (lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 1) : 0, now))
-			slot->free_at = lb_flow_free_at(flow, fkey.proto);
+			slot->free_at = lb_flow_free_at(flow, fkey.proto, now);
 		struct lb_flow f = *flow; /* the LRU entry may be evicted under us */
 		lb_count_flow(f.svc_index, f.backend_slot, 1, data_end - data, 0);
 		lb_rewrite(iph, ports, l4_check, fkey.daddr, fkey.saddr, fkey.dport, fkey.sport);
@@ -424,7 +424,7 @@ int xdp_lb(struct xdp_md *ctx)
 				lb_conntrack.delete(&key);
 				return XDP_DROP;
 			}
-			slot->free_at = lb_flow_free_at(flow, key.proto);
+			slot->free_at = lb_flow_free_at(flow, key.proto, now);
 		}
 		f = *flow;
 	} else {

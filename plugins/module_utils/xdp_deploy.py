@@ -12,10 +12,21 @@ __metaclass__ = type
 import os
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
-from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import LAYOUT_VERSION, LbMaps, Limits, MAP_NAMES
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
+    ADDR, ADDR_KEY, BACKEND, COUNTERS, FALLBACK_HZ, FLOW, FLOW_KEY, LAYOUT_VERSION, META, SERVICE, SERVICE_KEY,
+    SNAT_SLOT, U32, U64, LbMaps, Limits, MAP_NAMES)
 
 PROG = 'xdp_lb'
 PEER_PROG = 'xdp_peer_pass'
+
+# (key size, value size; None = per-CPU, checked by key only) of every map, as this version packs them
+MAP_SIZES = {
+    'lb_services': (SERVICE_KEY.size, SERVICE.size), 'lb_addrs': (ADDR_KEY.size, ADDR.size),
+    'lb_backends': (U32.size, BACKEND.size), 'lb_maglev': (U32.size, U32.size),
+    'lb_conntrack': (FLOW_KEY.size, FLOW.size), 'lb_snat_ports': (U32.size, SNAT_SLOT.size),
+    'lb_svc_stats': (U32.size, COUNTERS.size), 'lb_be_stats': (U32.size, COUNTERS.size),
+    'lb_global': (U32.size, U64.size), 'lb_meta': (U32.size, META.size),
+}
 
 
 def open_maps(pins, names=MAP_NAMES, staged=False):
@@ -45,8 +56,13 @@ def load_existing(pins):
     if missing:
         return None, 'pins incomplete (missing %s)' % ', '.join(missing)
     fds = open_maps(pins)
-    probe = LbMaps(fds, Limits())
+    probe = LbMaps(fds, Limits(hz=FALLBACK_HZ))
     try:
+        wrong = layout_mismatches(fds)
+        if wrong:
+            # pins of another version: reading them with our sizes could overrun buffers
+            raise ValueError('pins from another version of the program (%s); they are replaced, and their flows '
+                             'reset' % ', '.join(wrong))
         meta = probe.read_meta()
         if meta['layout_version'] != LAYOUT_VERSION:
             raise ValueError('flow-table layout %d, this version uses %d' % (meta['layout_version'], LAYOUT_VERSION))
@@ -55,6 +71,33 @@ def load_existing(pins):
         probe.close()
         return None, 'pins unreadable (%s)' % e
     return maps, meta
+
+
+def pinned_flow_count(pins):
+    """Entries in a pinned lb_conntrack of any version (keys only, their size from the map), or 0."""
+    if not os.path.exists(pins.map_path('lb_conntrack')):
+        return 0
+    try:
+        fd = pins.open_map('lb_conntrack')
+    except bpf_syscall.BpfError:
+        return 0
+    try:
+        info = bpf_syscall.map_info(fd)
+        return len(bpf_syscall.map_keys(fd, info['key_size'], limit=info['max_entries']))
+    except bpf_syscall.BpfError:
+        return 0
+    finally:
+        os.close(fd)
+
+
+def layout_mismatches(fds):
+    """Maps whose key or value size is not what this version packs: 'name (key K, value V)'."""
+    out = []
+    for name, (key, value) in MAP_SIZES.items():
+        info = bpf_syscall.map_info(fds[name])
+        if info['key_size'] != key or (value is not None and info['value_size'] != value):
+            out.append('%s key %d value %d' % (name, info['key_size'], info['value_size']))
+    return out
 
 
 def map_report(maps):

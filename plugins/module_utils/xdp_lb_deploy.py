@@ -129,7 +129,8 @@ class XdpLbDeployment(object):
                 self.pins.clear_staging()
         maps, meta = xdp_deploy.load_existing(self.pins)
         if maps is None and self.pins.exists():
-            self.changes.append('replace damaged pins: %s' % meta)
+            self.changes.append('replace damaged pins: %s: %d live flows will be reset'
+                                % (meta, xdp_deploy.pinned_flow_count(self.pins)))
         before = []
         try:
             need_reload = maps is None or meta['digest'] != digest or maps.limits.cflags() != limits.cflags()

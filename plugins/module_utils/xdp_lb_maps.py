@@ -32,7 +32,7 @@ ADDR_SNAT = 2
 BACKEND = struct.Struct('=4s2s6sBBH')
 FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
 FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBx')
-SNAT_SLOT = struct.Struct('=4s4s2s2sB3xII')
+SNAT_SLOT = struct.Struct('=4s4s2s2sB3xQ')
 COUNTERS = struct.Struct('=7Q')
 META = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
 U32 = struct.Struct('=I')
@@ -54,17 +54,33 @@ FLOW_MAPS = ('lb_conntrack', 'lb_snat_ports')
 # flow state bits (LB_ST_*)
 ST_REPLIED, ST_FIN_FWD, ST_FIN_REPLY, ST_RST = 1, 2, 4, 8
 
-# the flow clock: bpf_ktime_get_coarse_ns() >> TIME_SHIFT
-TIME_SHIFT = 24
+# the flow clock is jiffies: timeouts are compiled in as seconds * HZ of the running kernel
 TIMEOUT_NAMES = ('tcp_syn', 'tcp_established', 'tcp_closing', 'udp')
 TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 'udp': 60}
 TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
                  'udp': 'LB_TO_UDP'}
+KNOWN_HZ = (100, 250, 300, 1000)
+FALLBACK_HZ = 100  # when HZ cannot be measured: timeouts then last longer, never shorter
 
 
-def clock_units(seconds):
-    """Seconds in flow-clock units, rounded up."""
-    return -(-int(seconds) * 1000000000 // (1 << TIME_SHIFT))
+def kernel_hz(timer_list='/proc/timer_list', sleep=None):
+    """The kernel's HZ, from the jiffies and nanosecond clocks in /proc/timer_list 0.1 s apart."""
+    import re  # pylint: disable=import-outside-toplevel
+    import time  # pylint: disable=import-outside-toplevel
+
+    def sample():
+        with open(timer_list) as f:
+            text = f.read(8192)
+        return (int(re.search(r'^now at (\d+) nsecs', text, re.M).group(1)),
+                int(re.search(r'^jiffies: (\d+)', text, re.M).group(1)))
+    try:
+        first = sample()
+        (sleep or time.sleep)(0.1)
+        second = sample()
+        measured = (second[1] - first[1]) * 1e9 / max(1, second[0] - first[0])
+    except (OSError, IOError, AttributeError, ValueError):
+        return FALLBACK_HZ
+    return min(KNOWN_HZ, key=lambda hz: abs(hz - measured))
 
 
 class ConfigError(ValueError):
@@ -126,7 +142,7 @@ def _int(value, what, lo, hi):
 
 class Limits(object):
     def __init__(self, max_services=16, max_backends=64, ring_size=4099, max_flows=65536,
-                 snat_port_min=20000, snat_port_max=29999, max_snat_ips=4, timeouts=None):
+                 snat_port_min=20000, snat_port_max=29999, max_snat_ips=4, timeouts=None, hz=None):
         self.max_services = _int(max_services, 'max_services', 1, 1024)
         self.max_backends = _int(max_backends, 'max_backends', 1, 1024)
         self.ring_size = _int(ring_size, 'ring_size', 3, 1000003)
@@ -150,13 +166,22 @@ class Limits(object):
         self.timeouts = dict(TIMEOUT_DEFAULTS)
         for name, value in timeouts.items():
             self.timeouts[name] = _int(value, 'timeouts.%s' % name, 1, 7 * 86400)
+        self._hz = hz
+
+    @property
+    def hz(self):
+        """The kernel's HZ (measured on first use unless given)."""
+        if self._hz is None:
+            self._hz = kernel_hz()
+        return self._hz
 
     def cflags(self):
         flags = ['-DLB_MAX_SERVICES=%d' % self.max_services, '-DLB_MAX_BACKENDS=%d' % self.max_backends,
                  '-DLB_RING_SIZE=%d' % self.ring_size, '-DLB_MAX_FLOWS=%d' % self.max_flows,
                  '-DLB_SNAT_PORT_MIN=%d' % self.snat_port_min, '-DLB_SNAT_PORT_MAX=%d' % self.snat_port_max,
                  '-DLB_MAX_SNAT_IPS=%d' % self.max_snat_ips]
-        flags += ['-D%s=%d' % (TIMEOUT_FLAGS[n], clock_units(self.timeouts[n])) for n in TIMEOUT_NAMES]
+        flags += ['-DLB_HZ=%d' % self.hz]
+        flags += ['-D%s=%d' % (TIMEOUT_FLAGS[n], self.timeouts[n] * self.hz) for n in TIMEOUT_NAMES]
         return flags
 
     def flow_layout(self):

@@ -62,7 +62,7 @@ def lab(require_root):
     topo = Topology(clients=2, backends=3, checksum_offload=False).up()
     topo.start_backends(port=80, udp_port=5300)
     yield topo
-    for name in ('xdp_lb', 'busytest', 'other', 'brokensrc', 'collide', 'lrutest', 'xareclaim', 'xareload', 'xadrain'):
+    for name in ('xdp_lb', 'busytest', 'other', 'brokensrc', 'collide', 'lrutest', 'xareclaim', 'xareload', 'xadrain', 'xaold'):
         run_module('xdp_proxy', {'name': name, 'state': 'absent'})
     topo.down()
 

@@ -470,3 +470,44 @@ def test_ping_and_oversized_udp_to_the_vip_behave_as_documented(lab, xdp):
     assert lab.node('cl2').run(sys.executable, '-c', script).stdout.strip() == 'NOANSWER'
     after = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
     assert after - before >= 3, 'all three fragments of the 4000-byte datagram are dropped'
+
+
+def fake_old_version_pins(name):
+    """Pins as main's program (layout 1) left them: lb_meta of 192 bytes, lb_conntrack with 40-byte values
+    holding three entries, and a pinned XDP program."""
+    from bcc import BPF  # pylint: disable=import-outside-toplevel
+    from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall  # noqa: E501  pylint: disable=import-outside-toplevel
+    path = os.path.join(PIN_ROOT, name)
+    os.makedirs(path)
+    old_sizes = {'lb_services': ('hash', 8, 16, 16), 'lb_backends': ('array', 4, 16, 1024),
+                 'lb_maglev': ('array', 4, 4, 64), 'lb_conntrack': ('lru_hash', 16, 40, 64),
+                 'lb_svc_stats': ('percpu_array', 4, 48, 16), 'lb_be_stats': ('percpu_array', 4, 48, 1024),
+                 'lb_global': ('percpu_array', 4, 8, 6), 'lb_meta': ('array', 4, 192, 1),
+                 'lb_addrs': ('hash', 4, 8, 20), 'lb_snat_ports': ('array', 4, 16, 64)}
+    for m, (kind, key, value, entries) in old_sizes.items():
+        subprocess.run(['bpftool', 'map', 'create', os.path.join(path, 'map_' + m), 'type', kind, 'key', str(key),
+                        'value', str(value), 'entries', str(entries), 'name', m], check=True)
+    for i in range(3):
+        key = ['hex'] + ['%02x' % b for b in bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, i, 0, 80, 6, 0, 0, 0])]
+        subprocess.run(['bpftool', 'map', 'update', 'pinned', os.path.join(path, 'map_lb_conntrack'), 'key'] + key +
+                       ['value', 'hex'] + ['00'] * 40, check=True)
+    prog = BPF(text=b'int xdp_lb(struct xdp_md *ctx) { return XDP_PASS; }')
+    bpf_syscall.obj_pin(prog.load_func(b'xdp_lb', BPF.XDP).fd, os.path.join(path, 'prog_xdp_lb'))
+
+
+def test_pins_of_another_version_are_replaced_and_their_flows_counted(lab, xdp):
+    fake_old_version_pins('xaold')
+    svc = [{'vip': lab.ip('be1'), 'port': 8080, 'backends': [lab.ip('be2')]}]
+    try:
+        check = xdp(name='xaold', check_mode=True, netns='ebn-be1', interface='eth0', mode='generic', services=svc)
+        assert not check.get('failed'), check.get('msg')
+        replaced = [c for c in check['changes'] if 'pins from another version' in c]
+        assert replaced and replaced[0].endswith('3 live flows will be reset'), check['changes']
+        stats = run_module('xdp_stats', {'name': 'xaold'})
+        assert stats.get('failed') and 'damaged' in stats['msg'] and 'Traceback' not in stats.get('module_stderr', '')
+        result = xdp(name='xaold', netns='ebn-be1', interface='eth0', mode='generic', services=svc)
+        assert result['changed'] and not result.get('failed'), result.get('msg')
+        assert run_module('xdp_stats', {'name': 'xaold'})['deployed']
+    finally:
+        run_module('xdp_proxy', {'name': 'xaold', 'state': 'absent'})
+    assert not os.path.exists(os.path.join(PIN_ROOT, 'xaold')) and not xdp_prog_on(lab, 'be1')

@@ -126,28 +126,43 @@ def test_constants_match_the_c_header():
     text = open(HEADER).read()
     assert re.search(r'#define LB_LAYOUT_VERSION (\d+)', text).group(1) == str(m.LAYOUT_VERSION)
     assert re.search(r'#define LB_SVC_SNAT_MAX (\d+)', text).group(1) == str(m.SVC_SNAT_MAX)
-    assert re.search(r'#define LB_TIME_SHIFT (\d+)', text).group(1) == str(m.TIME_SHIFT)
     enum = re.search(r'enum lb_global_counter \{(.*?)\};', text, re.S).group(1)
     names = re.findall(r'(LB_CNT_\w+)', re.sub(r'/\*.*?\*/', '', enum, flags=re.S))
     assert names[-1] == 'LB_CNT_MAX' and len(names) - 1 == len(m.GLOBAL_COUNTERS)
-    for default, flag in ((60, 'LB_TO_TCP_SYN'), (21600, 'LB_TO_TCP_EST'), (10, 'LB_TO_TCP_CLOSING'), (60, 'LB_TO_UDP')):
-        assert re.search(r'#define %s (\d+)' % flag, text).group(1) == str(m.clock_units(default))
+    for name, flag in m.TIMEOUT_FLAGS.items():
+        assert re.search(r'#define %s \((\d+) \* LB_HZ\)' % flag, text).group(1) == str(m.TIMEOUT_DEFAULTS[name])
 
 
-def test_timeouts_become_clock_units_in_cflags():
-    flags = m.Limits(timeouts={'tcp_closing': 2, 'udp': None}).cflags()
-    assert '-DLB_TO_TCP_CLOSING=%d' % m.clock_units(2) in flags
-    assert '-DLB_TO_UDP=%d' % m.clock_units(60) in flags
-    assert m.clock_units(1) * (1 << m.TIME_SHIFT) >= 10 ** 9 > (m.clock_units(1) - 1) * (1 << m.TIME_SHIFT)
+def test_timeouts_become_jiffies_in_cflags():
+    flags = m.Limits(timeouts={'tcp_closing': 2, 'udp': None}, hz=250).cflags()
+    assert '-DLB_HZ=250' in flags and '-DLB_TO_TCP_CLOSING=500' in flags and '-DLB_TO_UDP=15000' in flags
+    assert '-DLB_TO_TCP_EST=%d' % (21600 * 1000) in m.Limits(hz=1000).cflags()
     with pytest.raises(m.ConfigError, match='unknown keys tcp_fin'):
         m.Limits(timeouts={'tcp_fin': 3})
     with pytest.raises(m.ConfigError, match='timeouts.udp 0 is out of range'):
         m.Limits(timeouts={'udp': 0})
 
 
+@pytest.mark.parametrize('jiffies_per_tenth,expected', [(25, 250), (100, 1000), (10, 100), (31, 300), (26, 250)])
+def test_kernel_hz_is_measured_from_timer_list(tmp_path, jiffies_per_tenth, expected):
+    path = tmp_path / 'timer_list'
+    samples = iter([(10 ** 9, 5000), (11 * 10 ** 8, 5000 + jiffies_per_tenth)])
+
+    def write(_seconds=None):
+        now, jiffies = next(samples)
+        path.write_text('Timer List Version: v0.9\nnow at %d nsecs\n\ncpu: 0\njiffies: %d\n' % (now, jiffies))
+    write()
+    assert m.kernel_hz(str(path), sleep=write) == expected
+
+
+def test_kernel_hz_falls_back_to_the_safe_side(tmp_path):
+    assert m.kernel_hz(str(tmp_path / 'missing')) == m.FALLBACK_HZ == min(m.KNOWN_HZ)
+
+
 def test_flow_layout_decides_whether_a_reload_keeps_flows():
     base = m.Limits()
     assert m.Limits(timeouts={'udp': 5}).flow_layout() == base.flow_layout(), 'timeouts do not change the layout'
+    assert m.Limits(hz=1000).flow_layout() == m.Limits(hz=100).flow_layout()
     assert m.Limits(ring_size=8191).flow_layout() == base.flow_layout()
     assert m.Limits(max_flows=1024).flow_layout() != base.flow_layout()
     assert m.Limits(max_snat_ips=8).flow_layout() != base.flow_layout()

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Run in the lab client: short HTTP connections (one request each, Connection: close) with wrk in
+10-second slices until at least TOTAL have been made. Prints JSON: per slice the requests, the rate
+and the failures (socket errors and non-2xx/3xx answers)."""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import re
+import subprocess
+import sys
+
+
+def slice_once(url, seconds, threads, connections):
+    out = subprocess.run(['wrk', '-t%d' % threads, '-c%d' % connections, '-d%ds' % seconds, '-H', 'Connection: close',
+                          url], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                         check=False).stdout
+    done = re.search(r'(\d+) requests in ([\d.]+)(\w+)', out)
+    socket_errors = re.search(r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)', out)
+    non_2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', out)
+    if not done:
+        return {'requests': 0, 'rate': 0.0, 'failures': 1, 'output': out[-500:]}
+    requests = int(done.group(1))
+    return {'requests': requests, 'rate': requests / float(seconds),
+            'failures': (sum(int(x) for x in socket_errors.groups()) if socket_errors else 0)
+            + (int(non_2xx.group(1)) if non_2xx else 0),
+            'socket_errors': socket_errors.group(0) if socket_errors else None}
+
+
+def main():
+    url, total = sys.argv[1], int(sys.argv[2])
+    seconds = int(sys.argv[3]) if len(sys.argv) > 3 else 10
+    slices = []
+    made = 0
+    while made < total and len(slices) < 1000:
+        entry = slice_once(url, seconds, 2, 20)
+        slices.append(entry)
+        made += entry['requests']
+        if entry['requests'] == 0:
+            break
+    print(json.dumps({'connections': made, 'failures': sum(s['failures'] for s in slices), 'slices': slices,
+                      'first_rate': slices[0]['rate'], 'last_rate': slices[-1]['rate'] if len(slices) > 1 else 0.0,
+                      'slice_seconds': seconds}))
+
+
+if __name__ == '__main__':
+    main()
