@@ -4,6 +4,7 @@
 """Per-packet cost of the XDP load balancer's program, in ns, through BPF_PROG_TEST_RUN.
 
     /usr/bin/python3 roles/benchmark/files/xdp_packet_cost.py [--runs 1000] [--rounds 5] [--json OUT]
+        [--compare-with DIR]   (another collection, e.g. main, measured in alternating rounds)
 
 Paths: a TCP SYN of a new flow (every run a new 5-tuple), an established client packet, a backend's
 reply, and a packet to an address that is not a VIP. Every run is one packet (repeat=1) on a fresh
@@ -13,7 +14,7 @@ of an empty XDP program (return XDP_PASS) measured the same way. Rounds interlea
 busy neighbour on the machine hits all of them alike.
 
 The program is compiled and filled by the collection's own code (module_utils/xdp_testbed.py:
-compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xh-cost`. Needs root
+compile_and_load with xdp_proxy's flags, LbMaps.apply) in a private namespace `xh-cost-PID`. Needs root
 and bcc. --collection points at the collection (default: the one this file is in).
 """
 
@@ -24,6 +25,7 @@ import json
 import os
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 
@@ -32,7 +34,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # Katran's balancer measured the same way on this machine (issue 10), and the datapath before issue 10
 # (main at 7fd4046) measured with this script; --baseline FILE (a --json output) replaces the latter.
 KATRAN_NS = {'new_flow': 384, 'established': 150, 'reply': 150, 'non_vip': 61}
-BASELINE_NS = {'new_flow': 1462, 'established': 120, 'reply': 129, 'non_vip': 80}  # median of 3 runs, 16:55 UTC
+# median of 4 runs interleaved with 4 of issue-10's datapath, 17:15 UTC, on a busy machine
+BASELINE_NS = {'new_flow': 1638, 'established': 134, 'reply': 120, 'non_vip': 110}
 BASELINE_FROM = 'main 7fd4046, docs/performance.md "Per-packet cost"'
 BUDGET_RATIO = 1.5
 BUDGET_BYTES_PER_CONNECTION = 128
@@ -80,7 +83,6 @@ SYN, ACK = 0x02, 0x10
 class Bench(object):
     def __init__(self, tb, maps_mod, deploy_mod, syscall):
         self.tb = tb
-        self.maps_mod = maps_mod
         self.syscall = syscall
         self.deploy = deploy_mod
         self.vip = tb.LAN + str(tb.LB_HOST)
@@ -144,7 +146,7 @@ class Bench(object):
         self.forget_new_flows()
         total = 0
         detail = {}
-        for name in self.maps_mod.FLOW_MAPS:
+        for name in self.tb.FLOW_MAPS:
             fd = self.bed.maps.fds.get(name)
             if fd is None:
                 continue
@@ -187,6 +189,52 @@ def report(result, baseline):
     return '\n'.join(lines)
 
 
+def summarize(samples, per_conn, detail, runs):
+    empty = statistics.median(samples['empty'])
+    return {'runs_per_path': runs, 'empty_ns': empty,
+            'raw_median_ns': dict((p, statistics.median(samples[p])) for p in samples),
+            'ns': dict((p, max(0.0, statistics.median(samples[p]) - empty)) for p in PATHS),
+            'bytes_per_connection': per_conn, 'flow_maps': detail,
+            'katran_ns': KATRAN_NS, 'budget_ratio': BUDGET_RATIO}
+
+
+def serve(bench, runs):
+    """--serve: measure one round per 'round' line on stdin, answer with the samples as one JSON line."""
+    print('ready')
+    sys.stdout.flush()
+    for line in sys.stdin:
+        command = line.strip()
+        if command == 'round':
+            print(json.dumps(bench.measure(runs, 1)))
+        elif command == 'memory':
+            print(json.dumps(bench.bytes_per_connection()))
+        else:
+            break
+        sys.stdout.flush()
+
+
+class Peer(object):
+    """This script serving another collection (--compare-with), measured round by round with ours."""
+
+    def __init__(self, collection, runs):
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--collection', collection, '--serve',
+                                      '--runs', str(runs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     universal_newlines=True)
+        if self.proc.stdout.readline().strip() != 'ready':
+            raise SystemExit('the baseline collection %s could not be set up (see above)' % collection)
+
+    def ask(self, command):
+        self.proc.stdin.write(command + '\n')
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write('quit\n')
+            self.proc.stdin.flush()
+            self.proc.wait()
+
+
 def main():
     global COLLECTION
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
@@ -195,6 +243,10 @@ def main():
     parser.add_argument('--rounds', type=int, default=5)
     parser.add_argument('--json', help='write the numbers here')
     parser.add_argument('--baseline', help='a --json output to compare with instead of the recorded baseline')
+    parser.add_argument('--compare-with', metavar='DIR',
+                        help='measure the collection in DIR too (e.g. main with this branch\'s xdp_testbed.py and '
+                             'bpf_syscall.py copied in), alternating rounds with this one, and compare with it')
+    parser.add_argument('--serve', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
     COLLECTION = os.path.abspath(args.collection)
     import_collection(COLLECTION)
@@ -203,22 +255,37 @@ def main():
     from ansible_collections.ebpf.networking.plugins.module_utils import xdp_testbed
 
     bench = Bench(xdp_testbed, xdp_lb_maps, xdp_deploy, bpf_syscall)
+    peer = None
     try:
         bench.setup()
-        samples = bench.measure(args.runs, args.rounds)
+        if args.serve:
+            serve(bench, args.runs)
+            return
+        if args.compare_with:
+            peer = Peer(args.compare_with, args.runs)
+        samples = dict((p, []) for p in PATHS + ('empty',))
+        peer_samples = dict((p, []) for p in PATHS + ('empty',))
+        for _round in range(args.rounds):
+            for path, values in bench.measure(args.runs, 1).items():
+                samples[path] += values
+            if peer:
+                for path, values in peer.ask('round').items():
+                    peer_samples[path] += values
         per_conn, detail = bench.bytes_per_connection()
+        peer_memory = peer.ask('memory') if peer else None
     finally:
+        if peer:
+            peer.close()
         bench.teardown()
-    empty = statistics.median(samples['empty'])
-    result = {'runs_per_path': args.runs * args.rounds, 'empty_ns': empty,
-              'raw_median_ns': dict((p, statistics.median(samples[p])) for p in samples),
-              'ns': dict((p, max(0.0, statistics.median(samples[p]) - empty)) for p in PATHS),
-              'bytes_per_connection': per_conn, 'flow_maps': detail,
-              'katran_ns': KATRAN_NS, 'budget_ratio': BUDGET_RATIO}
+    result = summarize(samples, per_conn, detail, args.runs * args.rounds)
     baseline = dict(BASELINE_NS, **{'from': BASELINE_FROM})
     if args.baseline:
         with open(args.baseline) as f:
             baseline = dict(json.load(f)['ns'], **{'from': args.baseline})
+    if peer_memory:
+        compared = summarize(peer_samples, peer_memory[0], peer_memory[1], args.runs * args.rounds)
+        result['compared_with'] = dict(compared, collection=args.compare_with)
+        baseline = dict(compared['ns'], **{'from': '%s, measured in alternating rounds' % args.compare_with})
     result['baseline_ns'] = baseline
     result['verdicts'] = dict(
         (p, {'below_katran': result['ns'][p] < KATRAN_NS[p],
@@ -226,6 +293,9 @@ def main():
         for p in PATHS)
     result['verdicts']['bytes_per_connection'] = per_conn <= BUDGET_BYTES_PER_CONNECTION
     print(report(result, baseline))
+    if peer_memory:
+        print('%s: empty program %.0f ns, map memory per connection %d bytes' % (
+            args.compare_with, result['compared_with']['empty_ns'], result['compared_with']['bytes_per_connection']))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(result, f, indent=2, sort_keys=True)
