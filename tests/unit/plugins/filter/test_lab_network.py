@@ -27,6 +27,11 @@ def test_bad_subnets_fail_clearly(subnet, message):
         subnet_valid(subnet)
 
 
-def test_host_outside_subnet_fails():
+def test_last_host_is_the_one_before_broadcast():
+    assert subnet_host('172.30.0.0/26', 62) == '172.30.0.62'
+
+
+@pytest.mark.parametrize('index', [0, 63, 70], ids=['network-address', 'broadcast', 'outside'])
+def test_host_outside_subnet_fails(index):
     with pytest.raises(AnsibleFilterError, match='does not fit'):
-        subnet_host('172.30.0.0/26', 70)
+        subnet_host('172.30.0.0/26', index)

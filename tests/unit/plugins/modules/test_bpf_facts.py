@@ -20,8 +20,8 @@ def kernel(monkeypatch):
     monkeypatch.setattr(bpf_facts.bpf_syscall, 'probe_prog_type', lambda t: True)
     monkeypatch.setattr(bpf_facts.bpf_syscall, 'probe_map_type', lambda *spec: True)
     monkeypatch.setattr(bpf_facts, 'helper_support', lambda module: ({'bpf_fib_lookup': True}, None))
-    monkeypatch.setattr(bpf_facts, 'bcc_check', lambda module, enabled: {'importable': True, 'compiles': None,
-                                                                          'error': None})
+    bcc_found = {'importable': True, 'compiles': None, 'error': None}
+    monkeypatch.setattr(bpf_facts, 'bcc_check', lambda module, enabled: bcc_found)
     monkeypatch.setattr(bpf_facts.os, 'geteuid', lambda: 0)
     return state
 
