@@ -15,7 +15,7 @@ import threading
 import time
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, kernel_layout, ksym
-from ansible_collections.ebpf.networking.plugins.module_utils import netns_names
+from ansible_collections.ebpf.networking.plugins.module_utils import netns_names, xdp_drops
 from ansible_collections.ebpf.networking.plugins.module_utils.btf import Btf
 
 MAIN = 'skb_drop.bpf.c'
@@ -106,7 +106,8 @@ class DropTracer(object):
         p = self.p
         spec = validate(p)
         sources = p.get('bpf_sources') or {}
-        missing = [n for n in SOURCES if n not in sources]
+        wanted_sources = SOURCES + (xdp_drops.SOURCES if p.get('xdp', True) else ())
+        missing = [n for n in wanted_sources if n not in sources]
         if missing:
             raise drop_trace.DropTraceError('bpf_sources lacks %s: run this module through its action plugin'
                                             % ', '.join(missing))
@@ -126,8 +127,10 @@ class DropTracer(object):
         if not p.get('stacks', True):
             cflags.append('-DDROP_NO_STACKS=1')
         bpf, _fds = bpf_loader.compile_and_load(sources, MAIN, cflags, {})
+        xbpf = None
         raw_events = []
-        lost = [0]
+        xdp_events = []
+        lost = [0, 0]
 
         def on_event(_cpu, data, size):
             if len(raw_events) < p['max_events']:
@@ -136,8 +139,23 @@ class DropTracer(object):
         def on_lost(count):
             lost[0] += count
 
+        def on_xdp(_cpu, data, size):
+            if len(xdp_events) < p['max_events']:
+                xdp_events.append(ctypes.string_at(data, size))
+
+        def on_xdp_lost(count):
+            lost[1] += count
+
         command_result = None
+        lb_before = xdp_drops.lb_drop_counters() if p.get('xdp', True) else {}
         try:
+            if p.get('xdp', True):
+                xbpf, _xfds = bpf_loader.compile_and_load(sources, xdp_drops.MAIN, kernel_layout.cflags(), {})
+                table = xbpf['xdp_filter']
+                table[ctypes.c_int(0)] = table.Leaf.from_buffer_copy(packed)
+                xbpf['xdp_events'].open_perf_buffer(on_xdp, page_cnt=p['buffer_pages'], lost_cb=on_xdp_lost)
+                xbpf.attach_raw_tracepoint(tp=b'xdp_exception', fn_name=b'xdp_on_exception')
+                xbpf.attach_raw_tracepoint(tp=b'xdp_redirect_err', fn_name=b'xdp_on_redirect_err')
             table = bpf['drop_filter']
             table[ctypes.c_int(0)] = table.Leaf.from_buffer_copy(packed)  # before attaching: nothing unfiltered
             bpf['drop_events'].open_perf_buffer(on_event, page_cnt=p['buffer_pages'], lost_cb=on_lost)
@@ -148,15 +166,22 @@ class DropTracer(object):
             if p.get('command'):
                 runner = CommandRunner(self.run_command, p['command'], p['duration'])
                 runner.start()
+            polls = [bpf] + ([xbpf] if xbpf is not None else [])
             while time.time() < deadline and len(raw_events) < p['max_events']:
-                bpf.perf_buffer_poll(timeout=100)
+                for b in polls:
+                    b.perf_buffer_poll(timeout=100 // len(polls))
                 if runner is not None and not runner.is_alive():
                     grace = time.time() + 0.5  # drain what the command's last packets caused
                     while time.time() < grace:
-                        bpf.perf_buffer_poll(timeout=50)
+                        for b in polls:
+                            b.perf_buffer_poll(timeout=25)
                     break
             bpf.detach_raw_tracepoint(tp=b'kfree_skb')
-            bpf.perf_buffer_poll(timeout=10)  # what was submitted before the detach
+            if xbpf is not None:
+                xbpf.detach_raw_tracepoint(tp=b'xdp_exception')
+                xbpf.detach_raw_tracepoint(tp=b'xdp_redirect_err')
+            for b in polls:
+                b.perf_buffer_poll(timeout=10)  # what was submitted before the detach
             traced = time.time() - started
             if runner is not None:
                 runner.join(p['duration'] + 5)
@@ -165,9 +190,38 @@ class DropTracer(object):
                     self.warnings.append('command still ran after duration %ss and was stopped' % p['duration'])
             counters = drop_trace.counter_totals(
                 [list(bpf['drop_counters'][ctypes.c_int(i)]) for i in range(len(drop_trace.COUNTERS))])
+            xdp = None
+            if xbpf is not None:
+                xcounters = dict((name, sum(xbpf['xdp_counters'][ctypes.c_int(i)]))
+                                 for i, name in enumerate(xdp_drops.COUNTERS))
+                xcounters['lost'] = lost[1]
+                xdp = {'events': xdp_events, 'stats': xcounters,
+                       'load_balancers': xdp_drops.lb_counter_delta(lb_before, xdp_drops.lb_drop_counters())}
         finally:
             bpf.cleanup()
-        return self.report(raw_events, names, reasons_source, counters, lost[0], traced, command_result)
+            if xbpf is not None:
+                xbpf.cleanup()
+        result = self.report(raw_events, names, reasons_source, counters, lost[0], traced, command_result)
+        if xdp is not None:
+            self.add_xdp(result, xdp)
+        return result
+
+    def add_xdp(self, result, xdp):
+        """XDP exceptions and failed redirects, and the load balancers' own drops, into the same report."""
+        labels = netns_names.NetnsNames()
+        records = []
+        for raw in xdp['events']:
+            ev = xdp_drops.decode_event(raw)
+            ev['netns'] = labels.describe(ev.pop('netns_inode'))
+            records.append(ev)
+        stats = xdp['stats']
+        stats['returned'] = len(records)
+        result['xdp'] = {'records': records, 'stats': stats, 'load_balancers': xdp['load_balancers'],
+                         'truncated': stats['submitted'] + stats['submit_failed'] > len(records)}
+        result['summary'] = drop_trace.summarize(result['records'] + records)
+        if stats['lost'] or stats['submit_failed']:
+            self.warnings.append('%d XDP drop events were lost in the perf buffer' % (stats['lost'] +
+                                                                                   stats['submit_failed']))
 
     def report(self, raw_events, names, reasons_source, counters, lost, traced, command_result):
         symbolizer = ksym.Symbolizer.for_running_kernel(self.p.get('vmlinux'), self.p.get('module_debug_dirs'))

@@ -108,6 +108,16 @@ options:
   cgroup:
     description: Only drops in process context of processes in this cgroup v2 directory.
     type: path
+  xdp:
+    description:
+      - Also trace XDP programs' exceptions (XDP_ABORTED, invalid actions; C(xdp:xdp_exception)) and failed
+        redirects (C(xdp:xdp_redirect_err)) with the program's id and name and the interface, and read the
+        drop counters of the collection's XDP load balancers (pinned under C(/sys/fs/bpf/ebpf_networking)),
+        before and after, into I(xdp). Only I(namespace) and I(interface) filter XDP events (the tracepoints
+        carry no packet). A plain XDP_DROP in native mode fires no tracepoint and is invisible except in a
+        program's own counters; in generic mode it is a kfree_skb with reason XDP.
+    type: bool
+    default: true
   stacks:
     description: Record and symbolize kernel stacks.
     type: bool
@@ -221,6 +231,35 @@ command_result:
   description: rc, stdout and stderr of I(command).
   returned: when command was given and not in check mode
   type: dict
+xdp:
+  description: XDP drops when I(xdp) is true.
+  returned: when xdp is true and not in check mode
+  type: dict
+  contains:
+    records:
+      description: One entry per XDP exception or failed redirect - C(event), C(prog_id), C(prog_name), C(action),
+        C(error)/C(errno) for redirects, C(netns), C(ifname), C(ifindex), and C(reason)/C(location) as in
+        I(records) so they also appear in I(summary).
+      type: list
+      elements: dict
+    stats:
+      description: seen, submitted, submit_failed, lost, returned.
+      type: dict
+    truncated:
+      description: True when some XDP events are not in I(xdp.records).
+      type: bool
+    load_balancers:
+      description: Per pinned XDP load balancer, C(during_trace) counter deltas, C(drops_during_trace), C(totals),
+        C(ifname), C(netns); or C(error) when its maps cannot be read.
+      type: dict
+  sample:
+    records:
+      - {event: xdp_exception, prog_id: 42, prog_name: dt_abort, action: XDP_ABORTED, ifname: veth0, ifindex: 7,
+         netns: {inode: 4026532555, name: "netns:dt-x"}, reason: XDP_EXCEPTION,
+         location: "xdp prog dt_abort (id 42) XDP_ABORTED"}
+    stats: {seen: 1, submitted: 1, submit_failed: 0, lost: 0, returned: 1}
+    truncated: false
+    load_balancers: {}
 check_mode_note:
   description: Says that nothing was compiled, attached or run.
   returned: in check mode
@@ -253,6 +292,7 @@ def main():
             comm=dict(type='str'),
             pid=dict(type='int'),
             cgroup=dict(type='path'),
+            xdp=dict(type='bool', default=True),
             stacks=dict(type='bool', default=True),
             vmlinux=dict(type='path'),
             module_debug_dirs=dict(type='list', elements='path', default=[]),

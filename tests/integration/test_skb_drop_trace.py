@@ -17,7 +17,8 @@ from conftest import read_sources, run_module
 
 NS = 'dt-drop'
 TARGET = '10.204.0.2'
-SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
+SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'xdp_drop.bpf.c',
+           'xdp_drop.h')
 CURL = ['ip', 'netns', 'exec', NS, 'curl', '-s', '-m', '2', 'http://%s:8080/' % TARGET]
 # a forward path: dt-fa (10.205.1.2) -> dt-fr (router, FORWARD drops UDP to 9999) -> dt-fb (10.205.2.2)
 FA, FR, FB = 'dt-fa', 'dt-fr', 'dt-fb'
