@@ -277,12 +277,13 @@ class Symbolizer(object):
 
     @classmethod
     def for_running_kernel(cls, vmlinux=None, module_dirs=None, run=subprocess.run, notes=KERNEL_NOTES,
-                           require_vmlinux=False):
+                           require_vmlinux=False, check_build_id=True, need_kallsyms=True):
         kallsyms, kerr = None, None
-        try:
-            kallsyms = Kallsyms()
-        except (IOError, OSError, SymbolError) as e:
-            kerr = str(e)
+        if need_kallsyms:
+            try:
+                kallsyms = Kallsyms()
+            except (IOError, OSError, SymbolError) as e:
+                kerr = str(e)
         path = vmlinux or find_vmlinux()
         lines, lerr = None, None
         if not path:
@@ -290,7 +291,7 @@ class Symbolizer(object):
                     'symbols (ebpf.networking.debug_symbols role) or give vmlinux' % os.uname()[2])
         else:
             try:
-                lines = ElfLines(path, run=run, expect_build_id=running_build_id(notes))
+                lines = ElfLines(path, run=run, expect_build_id=running_build_id(notes) if check_build_id else None)
             except SymbolError as e:
                 if require_vmlinux:
                     raise
