@@ -91,6 +91,17 @@ static __always_inline __u32 net_inum(void *net)
 	return inum;
 }
 
+/* Namespace and interface of a net_device. */
+static __always_inline void where_of_dev(void *dev, struct where *w)
+{
+	void *net = 0;
+	bpf_probe_read_kernel(&w->ifindex, sizeof(w->ifindex), (char *)dev + DEV_IFINDEX_OFF);
+	bpf_probe_read_kernel(w->ifname, sizeof(w->ifname), (char *)dev + DEV_NAME_OFF);
+	bpf_probe_read_kernel(&net, sizeof(net), (char *)dev + DEV_NET_OFF);
+	w->netns = net_inum(net);
+	w->if_source = IF_FROM_DEV;
+}
+
 /* Device of the skb, else the socket's namespace and bound device (local output before routing). */
 static __always_inline void where_of_skb(void *skb, void *sk, struct where *w)
 {
@@ -100,11 +111,7 @@ static __always_inline void where_of_skb(void *skb, void *sk, struct where *w)
 		bpf_probe_read_kernel(&sk, sizeof(sk), (char *)skb + SKB_SK_OFF);
 	w->has_socket = sk != 0;
 	if (dev) {
-		bpf_probe_read_kernel(&w->ifindex, sizeof(w->ifindex), (char *)dev + DEV_IFINDEX_OFF);
-		bpf_probe_read_kernel(w->ifname, sizeof(w->ifname), (char *)dev + DEV_NAME_OFF);
-		bpf_probe_read_kernel(&net, sizeof(net), (char *)dev + DEV_NET_OFF);
-		w->netns = net_inum(net);
-		w->if_source = IF_FROM_DEV;
+		where_of_dev(dev, w);
 	} else if (sk) {
 		bpf_probe_read_kernel(&net, sizeof(net), (char *)sk + SK_NET_OFF);
 		bpf_probe_read_kernel(&w->ifindex, sizeof(w->ifindex), (char *)sk + SK_BOUND_DEV_IF_OFF);

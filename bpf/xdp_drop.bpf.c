@@ -29,14 +29,9 @@ static __always_inline int report(void *ctx, __u32 kind, void *dev, void *prog, 
 		return 0;
 	xbump(XCNT_SEEN);
 	struct xdp_drop_event ev = {};
-	void *net = 0, *aux = 0;
-	if (dev) {
-		bpf_probe_read_kernel(&ev.where.ifindex, sizeof(ev.where.ifindex), (char *)dev + DEV_IFINDEX_OFF);
-		bpf_probe_read_kernel(ev.where.ifname, sizeof(ev.where.ifname), (char *)dev + DEV_NAME_OFF);
-		bpf_probe_read_kernel(&net, sizeof(net), (char *)dev + DEV_NET_OFF);
-		ev.where.netns = net_inum(net);
-		ev.where.if_source = IF_FROM_DEV;
-	}
+	void *aux = 0;
+	if (dev)
+		where_of_dev(dev, &ev.where);
 	if (!where_wanted(f, &ev.where))
 		return 0;
 	if (prog && bpf_probe_read_kernel(&aux, sizeof(aux), (char *)prog + PROG_AUX_OFF) == 0 && aux) {

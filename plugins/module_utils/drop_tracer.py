@@ -30,7 +30,7 @@ def validate(p, resolve_namespace=netns_names.resolve):
     err = drop_trace.DropTraceError
     if p.get('duration') is None or not 0 < p['duration'] <= 600:
         raise err('duration %s is out of range: use 1-600 seconds' % p.get('duration'))
-    if p.get('max_events') is None or not 0 < p['max_events'] <= 100000:
+    if 'max_events' in p and (p['max_events'] is None or not 0 < p['max_events'] <= 100000):
         raise err('max_events %s is out of range: use 1-100000' % p.get('max_events'))
     pages = p.get('buffer_pages', 64)
     if not pages or pages < 1 or pages > 4096 or pages & (pages - 1):
