@@ -96,8 +96,8 @@ class Btf(object):
     def find(self, kind, name):
         tid = self._by_name.get((kind, name))
         if tid is None:
-            raise BtfError('no %s %s in BTF' % ({KIND_STRUCT: 'struct', KIND_ENUM: 'enum', KIND_TYPEDEF: 'typedef'}
-                                                 .get(kind, kind), name))
+            kinds = {KIND_STRUCT: 'struct', KIND_ENUM: 'enum', KIND_TYPEDEF: 'typedef'}
+            raise BtfError('no %s %s in BTF' % (kinds.get(kind, kind), name))
         return tid
 
     def _resolve(self, tid):

@@ -220,8 +220,8 @@ class DropTracer(object):
                          'truncated': stats['submitted'] + stats['submit_failed'] > len(records)}
         result['summary'] = drop_trace.summarize(result['records'] + records)
         if stats['lost'] or stats['submit_failed']:
-            self.warnings.append('%d XDP drop events were lost in the perf buffer' % (stats['lost'] +
-                                                                                   stats['submit_failed']))
+            lost = stats['lost'] + stats['submit_failed']
+            self.warnings.append('%d XDP drop events were lost in the perf buffer' % lost)
 
     def report(self, raw_events, names, reasons_source, counters, lost, traced, command_result):
         symbolizer = ksym.Symbolizer.for_running_kernel(self.p.get('vmlinux'), self.p.get('module_debug_dirs'))

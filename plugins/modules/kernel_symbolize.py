@@ -66,7 +66,7 @@ options:
 EXAMPLES = r'''
 - name: Where in the source is this?
   ebpf.networking.kernel_symbolize:
-    locations: [nft_do_chain+0x3e8 [nf_tables], ip_local_out+0x1c]
+    locations: ['nft_do_chain+0x3e8 [nf_tables]', ip_local_out+0x1c]
     vmlinux: /usr/lib/debug/boot/vmlinux-6.8.0-45-generic
     return_addresses: true
   register: where
@@ -79,16 +79,16 @@ symbols:
   type: list
   elements: dict
   contains:
-    input: {description: The location as given., type: str}
-    function: {description: Function name., type: str}
-    offset: {description: Offset in the function., type: int}
-    module: {description: Kernel module of the function, null for vmlinux., type: str}
+    input: {description: "The location as given.", type: str}
+    function: {description: "Function name.", type: str}
+    offset: {description: "Offset in the function.", type: int}
+    module: {description: "Kernel module of the function, null for vmlinux.", type: str}
     location: {description: "function+0xoffset, with C([module]).", type: str}
     source: {description: "Source lines, innermost (inlined) frame first.", type: list, elements: str}
     ambiguous: {description: "Source lines of each same-named function that fits the offset.", type: list,
                 elements: list}
-    source_error: {description: Why there are no source lines for this location., type: str}
-    error: {description: Why the address could not be named., type: str}
+    source_error: {description: "Why there are no source lines for this location.", type: str}
+    error: {description: "Why the address could not be named.", type: str}
   sample:
     - input: nft_do_chain+0x3e8
       function: nft_do_chain

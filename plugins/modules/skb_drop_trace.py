@@ -170,32 +170,32 @@ records:
   type: list
   elements: dict
   contains:
-    reason: {description: Drop reason name (number when unnamed)., type: str}
-    reason_code: {description: Drop reason number., type: int}
+    reason: {description: "Drop reason name (number when unnamed).", type: str}
+    reason_code: {description: "Drop reason number.", type: int}
     location: {description: "Kernel function+offset that dropped it, C([module]) for module code.", type: str}
     netns: {description: "Namespace: C(inode), C(name) (host, netns:NAME, container:NAME) and C(container).",
             type: dict}
-    ifname: {description: Interface name (empty when unknown)., type: str}
-    ifindex: {description: Interface index (0 when unknown)., type: int}
+    ifname: {description: "Interface name (empty when unknown).", type: str}
+    ifindex: {description: "Interface index (0 when unknown).", type: int}
     interface_from: {description: "Where the interface came from: C(device) (skb->dev), C(socket), or null.",
                      type: str}
     context: {description: "C(process), C(kernel_thread), C(interrupt) (softirq/irq) or C(unknown).", type: str}
     process: {description: "pid, tid, comm, cgroup_id - only when context is process, else null.", type: dict}
-    socket: {description: Whether the skb belonged to (or was dropped at) a socket., type: bool}
-    protocol: {description: Transport protocol, when the packet was parsed., type: str}
-    src: {description: Source address., type: str}
-    dst: {description: Destination address., type: str}
-    sport: {description: Source port (TCP/UDP, not for later fragments)., type: int}
-    dport: {description: Destination port., type: int}
+    socket: {description: "Whether the skb belonged to (or was dropped at) a socket.", type: bool}
+    protocol: {description: "Transport protocol, when the packet was parsed.", type: str}
+    src: {description: "Source address.", type: str}
+    dst: {description: "Destination address.", type: str}
+    sport: {description: "Source port (TCP/UDP, not for later fragments).", type: int}
+    dport: {description: "Destination port.", type: int}
     fragment: {description: "C(first) or C(later) for IP fragments.", type: str}
-    stack: {description: Kernel stack as function+offset, innermost first., type: list, elements: str}
-    stack_error: {description: Negative errno when the stack could not be read, else null., type: int}
-    location_source: {description: Source lines of the location (with line info)., type: raw}
-    stack_source: {description: Source lines per stack frame (with line info)., type: list, elements: raw}
-    skbaddr: {description: The skb's address (to match a path trace)., type: str}
-    ts_ns: {description: CLOCK_MONOTONIC time of the drop., type: int}
-    ethertype: {description: The skb's protocol., type: str}
-    family: {description: ipv4 or ipv6, when parsed., type: str}
+    stack: {description: "Kernel stack as function+offset, innermost first.", type: list, elements: str}
+    stack_error: {description: "Negative errno when the stack could not be read, else null.", type: int}
+    location_source: {description: "Source lines of the location (with line info).", type: raw}
+    stack_source: {description: "Source lines per stack frame (with line info).", type: list, elements: raw}
+    skbaddr: {description: "The skb's address (to match a path trace).", type: str}
+    ts_ns: {description: "CLOCK_MONOTONIC time of the drop.", type: int}
+    ethertype: {description: "The skb's protocol.", type: str}
+    family: {description: "ipv4 or ipv6, when parsed.", type: str}
   sample:
     - {reason: NETFILTER_DROP, location: "nft_do_chain+0x3e8", context: process,
        process: {pid: 4242, tid: 4242, comm: curl, cgroup_id: 1},

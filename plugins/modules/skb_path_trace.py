@@ -108,13 +108,13 @@ packets:
   type: list
   elements: dict
   contains:
-    packet: {description: Id of the followed packet., type: int}
+    packet: {description: "Id of the followed packet.", type: int}
     end: {description: "C(drop), C(consume), or C(open) when no end was seen during the trace.", type: str}
-    reason: {description: Drop reason, when end is drop., type: str}
+    reason: {description: "Drop reason, when end is drop.", type: str}
     location: {description: "Kernel function+offset that dropped or consumed it.", type: str}
-    namespaces: {description: Namespaces the packet went through, in order., type: list, elements: str}
-    flow: {description: The flow as first parsed., type: str}
-    skbaddr: {description: The skb's address (matches skb_drop_trace records)., type: str}
+    namespaces: {description: "Namespaces the packet went through, in order.", type: list, elements: str}
+    flow: {description: "The flow as first parsed.", type: str}
+    skbaddr: {description: "The skb's address (matches skb_drop_trace records).", type: str}
     steps:
       description: "Each step - C(t_us) since the first, C(step) (tracepoint), C(netns), C(ifname), C(ifindex),
         C(cpu), C(flow); C(reason)/C(location) at kfree_skb, C(location) at consume_skb, C(rc) at net_dev_xmit,

@@ -179,9 +179,8 @@ def test_module_frame_uses_the_module_debug_file(module_debug):
 
 def test_same_named_static_functions_are_told_apart_by_size(twins):
     path, small, big = twins
-    sizes = [int(line.split()[2]) for line in subprocess.run(['readelf', '-sW', path], stdout=subprocess.PIPE,
-                                                               universal_newlines=True, check=True).stdout.splitlines()
-             if line.endswith(' dt_twin')]
+    table = subprocess.run(['readelf', '-sW', path], stdout=subprocess.PIPE, universal_newlines=True, check=True)
+    sizes = [int(line.split()[2]) for line in table.stdout.splitlines() if line.endswith(' dt_twin')]
     assert len(sizes) == 2 and min(sizes) < max(sizes)
     past_small = min(sizes) + 1  # only the big twin is that long
     result = symbolize(locations=['dt_twin+0x%x' % past_small, 'dt_twin+0x0'], vmlinux=path)
@@ -206,7 +205,7 @@ def test_one_addr2line_per_elf_for_a_whole_trace(elf):
 
     def counting_run(argv, **kw):
         calls.append(argv[0])
-        return subprocess.run(argv, **kw)
+        return subprocess.run(argv, **kw)  # pylint: disable=subprocess-run-check
     symbolizer = ksym.Symbolizer(vmlinux=ksym.ElfLines(path, run=counting_run), run=counting_run)
     found = symbolizer.sources(['compute+0x%x' % off for off in range(1, 30)] + ['main+0x4'])
     assert len(found) == 30 and all(isinstance(v, list) for v in found.values()), found

@@ -9,8 +9,11 @@ import struct
 from ansible_collections.ebpf.networking.plugins.module_utils import ksym
 
 
+def pad(b):
+    return b + b'\0' * (-len(b) % 4)
+
+
 def note(name, ntype, desc):
-    pad = lambda b: b + b'\0' * (-len(b) % 4)  # noqa: E731
     return struct.pack('<III', len(name) + 1, len(desc), ntype) + pad(name + b'\0') + pad(desc)
 
 
