@@ -22,6 +22,9 @@
 #ifndef SKB_HEAD_OFF
 #define SKB_HEAD_OFF 192
 #endif
+#ifndef SKB_DATA_OFF
+#define SKB_DATA_OFF 200
+#endif
 #ifndef SKB_NETWORK_HEADER_OFF
 #define SKB_NETWORK_HEADER_OFF 180
 #endif

@@ -11,6 +11,10 @@
 #include "skb_flow.h"
 #include "skb_filter.h"
 #include "skb_drop.h"
+#ifdef DROP_PCAP_FILTER
+#include "pcap_match.h"
+#include "pcap_filter.h" /* generated from the user's expression */
+#endif
 
 #ifndef DROP_PERF_PAGES
 #define DROP_PERF_PAGES 64
@@ -56,6 +60,12 @@ int drop_on_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	parse_flow(skb, bpf_ntohs(proto), &ev->flow);
 	if (!flow_wanted(f, &ev->flow))
 		return 0;
+#ifdef DROP_PCAP_FILTER
+	__u32 wirelen = 0;
+	__u32 snap = pcap_copy(skb, s->pcap_pkt, &wirelen);
+	if (!snap || !pcap_filter_match(s->pcap_pkt, snap, wirelen))
+		return 0;
+#endif
 	__u64 id = bpf_get_current_pid_tgid();
 	ev->pid = id >> 32;
 	ev->tid = (__u32)id;

@@ -38,6 +38,7 @@ struct drop_event {
 struct drop_scratch {
 	struct drop_event ev;
 	__u64 sp_slot;
+	__u8 pcap_pkt[512];  /* the packet copy a pcap filter reads (2 x PCAP_SNAP: the verifier's bound) */
 };
 
 #endif

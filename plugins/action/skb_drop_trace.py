@@ -10,5 +10,5 @@ from ansible_collections.ebpf.networking.plugins.plugin_utils.bpf_source import 
 
 
 class ActionModule(BpfSourceAction):
-    BPF_FILES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h',
+    BPF_FILES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'pcap_match.h',
                  'xdp_drop.bpf.c', 'xdp_drop.h')

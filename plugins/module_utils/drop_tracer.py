@@ -15,13 +15,14 @@ import threading
 import time
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, kernel_layout, ksym
-from ansible_collections.ebpf.networking.plugins.module_utils import netns_names, xdp_drops
+from ansible_collections.ebpf.networking.plugins.module_utils import netns_names, pcap_filter, xdp_drops
 from ansible_collections.ebpf.networking.plugins.module_utils.btf import Btf
 
 MAIN = 'skb_drop.bpf.c'
-SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
+SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'pcap_match.h')
 NOT_SPECIFIED = 'NOT_SPECIFIED'
-ERRORS = (drop_trace.DropTraceError, bpf_loader.LoaderError, ksym.SymbolError, kernel_layout.LayoutError)
+ERRORS = (drop_trace.DropTraceError, bpf_loader.LoaderError, ksym.SymbolError, kernel_layout.LayoutError,
+          pcap_filter.PcapFilterError)
 
 
 def validate(p, resolve_namespace=netns_names.resolve):
@@ -117,6 +118,7 @@ class DropTracer(object):
             reasons = [n for n in names if n < 256 and names[n] != NOT_SPECIFIED]
         spec['reasons'] = drop_trace.reason_mask(reasons, names) if reasons else [0, 0, 0, 0]
         packed = drop_trace.pack_filter(**spec)
+        pcap_header = pcap_filter.header(p['pcap_filter']) if p.get('pcap_filter') is not None else None
         if self.check_mode:
             # nothing is compiled or attached, the command is not run
             return dict(changed=bool(p.get('command')), records=[], summary=[], reasons_source=reasons_source,
@@ -126,6 +128,9 @@ class DropTracer(object):
         cflags = kernel_layout.cflags() + ['-DDROP_PERF_PAGES=%d' % p['buffer_pages']]
         if not p.get('stacks', True):
             cflags.append('-DDROP_NO_STACKS=1')
+        if pcap_header is not None:
+            sources = dict(sources, **{'pcap_filter.h': pcap_header})
+            cflags.append('-DDROP_PCAP_FILTER=1')
         bpf, _fds = bpf_loader.compile_and_load(sources, MAIN, cflags, {})
         xbpf = None
         raw_events = []

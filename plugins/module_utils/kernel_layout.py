@@ -20,6 +20,7 @@ OFFSETS = (
     ('SKB_LEN_OFF', 'sk_buff', 'len'),
     ('SKB_PROTOCOL_OFF', 'sk_buff', 'protocol'),
     ('SKB_HEAD_OFF', 'sk_buff', 'head'),
+    ('SKB_DATA_OFF', 'sk_buff', 'data'),
     ('SKB_NETWORK_HEADER_OFF', 'sk_buff', 'network_header'),
     ('DEV_IFINDEX_OFF', 'net_device', 'ifindex'),
     ('DEV_NAME_OFF', 'net_device', 'name'),

@@ -60,9 +60,15 @@ def lb_drop_counters(root=PIN_ROOT, maps_module=None):
         fds = {}
         try:
             fds['lb_global'] = bpf_syscall.obj_get(global_map)
+            # a datapath of another layout would make the kernel write past our buffers: check first
+            _expect_layout(fds['lb_global'], 'lb_global', 8, len(maps_module.GLOBAL_COUNTERS))
             meta_path = os.path.join(root, name, 'map_lb_meta')
             if os.path.exists(meta_path):
-                fds['lb_meta'] = bpf_syscall.obj_get(meta_path)
+                meta_fd = bpf_syscall.obj_get(meta_path)
+                if bpf_syscall.map_info(meta_fd)['value_size'] == maps_module.META.size:
+                    fds['lb_meta'] = meta_fd
+                else:
+                    os.close(meta_fd)
             maps = maps_module.LbMaps(fds, maps_module.Limits())
             entry = {'counters': maps.global_counters()}
             if 'lb_meta' in fds:
@@ -81,6 +87,13 @@ def lb_drop_counters(root=PIN_ROOT, maps_module=None):
                 except OSError:
                     pass
     return out
+
+
+def _expect_layout(fd, name, value_size, min_entries):
+    info = bpf_syscall.map_info(fd)
+    if info['value_size'] != value_size or info['max_entries'] < min_entries:
+        raise ValueError('map %s has value size %d and %d entries, not the %d-byte counters this reader knows '
+                         '(another datapath version)' % (name, info['value_size'], info['max_entries'], value_size))
 
 
 def lb_counter_delta(before, after):

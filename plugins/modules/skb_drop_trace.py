@@ -90,6 +90,13 @@ options:
     description: Only this transport protocol.
     type: str
     choices: [tcp, udp, icmp, icmpv6, sctp, gre, esp]
+  pcap_filter:
+    description:
+      - Only packets matching this pcap-filter expression (tcpdump syntax, e.g. C(udp and dst port 53 and not
+        src net 10.0.0.0/8)), compiled by libpcap (C(tcpdump -ddd)) for packets starting at the IP header and
+        translated into a check inside the program, as pwru does. It sees the first 256 bytes from the network
+        header; skbs without one never match. Needs tcpdump on the target. Applies to kfree_skb drops only.
+    type: str
   reasons:
     description: Only these drop reasons, by name (NETFILTER_DROP) or number. Empty means every reason.
     type: list
@@ -287,6 +294,7 @@ def main():
             sport=dict(type='str'),
             dport=dict(type='str'),
             protocol=dict(type='str', choices=sorted(drop_trace.PROTOCOLS)),
+            pcap_filter=dict(type='str'),
             reasons=dict(type='list', elements='str', default=[]),
             exclude_not_specified=dict(type='bool', default=False),
             comm=dict(type='str'),

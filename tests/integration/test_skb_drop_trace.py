@@ -17,8 +17,8 @@ from conftest import read_sources, run_module
 
 NS = 'dt-drop'
 TARGET = '10.204.0.2'
-SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'xdp_drop.bpf.c',
-           'xdp_drop.h')
+SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'pcap_match.h',
+           'xdp_drop.bpf.c', 'xdp_drop.h')
 CURL = ['ip', 'netns', 'exec', NS, 'curl', '-s', '-m', '2', 'http://%s:8080/' % TARGET]
 # a forward path: dt-fa (10.205.1.2) -> dt-fr (router, FORWARD drops UDP to 9999) -> dt-fb (10.205.2.2)
 FA, FR, FB = 'dt-fa', 'dt-fr', 'dt-fb'
@@ -144,6 +144,16 @@ def test_forward_drop_is_the_router_namespace_and_interface_not_a_process(forwar
     assert len(kept['records']) == 2, kept['stats']
 
 
+def test_pcap_filter_is_checked_in_the_program(forwarding_router):
+    kept = trace(namespace=FR, pcap_filter='udp and dst port 9999 and src net 10.205.1.0/24', duration=6,
+                 command=udp_sender(FA, '10.205.2.2', 9999, 2))
+    assert not kept.get('failed'), kept.get('msg')
+    assert len(kept['records']) == 2 and kept['records'][0]['dport'] == 9999, kept['stats']
+    other = trace(namespace=FR, pcap_filter='udp and dst port 9998', duration=6,
+                  command=udp_sender(FA, '10.205.2.2', 9999, 2))
+    assert other['records'] == [] and other['stats']['seen'] >= 2
+
+
 def test_a_storm_larger_than_the_buffer_reports_lost_events(storm_netns):
     # 1 page per CPU holds about ten events; 20000 UDP drops (no socket on port 9) cannot fit
     result = trace(namespace=storm_netns, protocol='udp', buffer_pages=1, max_events=100000, stacks=False,
@@ -208,6 +218,8 @@ def test_bounded_by_duration(dropping_netns):
     ({'protocol': 'igmp'}, 'value of protocol must be one of'),
     ({'duration': 'soon'}, 'duration'),
     ({'bpf_sources': {}}, 'action plugin'),
+    ({'pcap_filter': 'udp portt 53'}, 'does not compile'),
+    ({'pcap_filter': ''}, 'pcap_filter is empty'),
 ])
 def test_bad_input_is_named(args, message):
     result = trace(**args)

@@ -33,6 +33,11 @@ def test_failed_redirect_carries_the_error():
 
 
 class FakeMaps(object):
+    GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour')
+
+    class META(object):
+        size = 192
+
     class Limits(object):
         pass
 
@@ -55,17 +60,32 @@ def test_lb_counters_are_read_and_missing_maps_tolerated(tmp_path, monkeypatch):
     (tmp_path / 'broken' / 'map_lb_global').write_text('')
     (tmp_path / 'sockmap').mkdir()  # not a load balancer: skipped
 
+    opened = {}
+
     def obj_get(path):
         if 'broken' in path:
             raise OSError(2, 'No such file')
-        return os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
+        opened[fd] = path
+        return fd
     monkeypatch.setattr(xdp_drops.bpf_syscall, 'obj_get', obj_get)
+    monkeypatch.setattr(xdp_drops.bpf_syscall, 'map_info', lambda fd: {
+        'value_size': 192 if opened[fd].endswith('meta') else 8, 'max_entries': 6})
     got = xdp_drops.lb_drop_counters(str(tmp_path), maps_module=FakeMaps)
     assert got['lb1'] == {'counters': {'passed': 10, 'no_backend': 3, 'no_neighbour': 1}, 'ifname': 'eth0',
                           'netns': 'container:lb'}
     assert 'cannot read the counters of broken' in got['broken']['error']
     assert 'sockmap' not in got
     assert xdp_drops.lb_drop_counters(str(tmp_path / 'absent'), maps_module=FakeMaps) == {}
+
+
+def test_lb_counters_of_another_layout_are_not_read(tmp_path, monkeypatch):
+    (tmp_path / 'lb2').mkdir()
+    (tmp_path / 'lb2' / 'map_lb_global').write_text('')
+    monkeypatch.setattr(xdp_drops.bpf_syscall, 'obj_get', lambda path: os.open(path, os.O_RDONLY))
+    monkeypatch.setattr(xdp_drops.bpf_syscall, 'map_info', lambda fd: {'value_size': 48, 'max_entries': 6})
+    got = xdp_drops.lb_drop_counters(str(tmp_path), maps_module=FakeMaps)
+    assert 'another datapath version' in got['lb2']['error']
 
 
 def test_lb_delta_counts_drops_not_passes():
