@@ -13,6 +13,7 @@ import os
 import shutil
 import threading
 import time
+import traceback
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, kernel_layout, ksym
 from ansible_collections.ebpf.networking.plugins.module_utils import netns_names, pcap_filter, xdp_drops
@@ -81,6 +82,36 @@ def validate(p, resolve_namespace=netns_names.resolve):
     return spec
 
 
+# options both tracing modules take to choose packets and run a command (argument_spec entries)
+SELECTION_SPEC = dict(
+    duration=dict(type='float', default=5),
+    buffer_pages=dict(type='int', default=64),
+    command=dict(type='list', elements='str'),
+    namespace=dict(type='str'),
+    interface=dict(type='str'),
+    src=dict(type='str'),
+    dst=dict(type='str'),
+    sport=dict(type='str'),
+    dport=dict(type='str'),
+    protocol=dict(type='str', choices=sorted(drop_trace.PROTOCOLS)),
+    bpf_sources=dict(type='dict'),
+)
+
+
+def run_in_module(module, tracer):
+    """Run a tracer for an AnsibleModule (passed in: no ansible import here) and exit with its result."""
+    try:
+        result = tracer.run()
+    except ERRORS as e:
+        module.fail_json(msg=str(e), invocation=bpf_loader.invocation(module.params))
+    except Exception as e:  # pylint: disable=broad-except
+        module.fail_json(msg='unexpected error: %s' % e, exception=traceback.format_exc(),
+                         invocation=bpf_loader.invocation(module.params))
+    for w in tracer.warnings:
+        module.warn(w)
+    module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
+
+
 class CommandRunner(threading.Thread):
     """Runs the command while the main thread reads events; coreutils' timeout bounds it."""
 
@@ -96,12 +127,17 @@ class CommandRunner(threading.Thread):
         self.result = {'rc': rc, 'stdout': out[-4000:], 'stderr': err[-4000:]}
 
 
-class DropTracer(object):
+class Tracer(object):
+    """A bounded trace: params as the module got them, run_command(argv) -> (rc, out, err)."""
+
     def __init__(self, params, run_command, check_mode=False):
         self.p = params
         self.run_command = run_command
         self.check_mode = check_mode
         self.warnings = []
+
+
+class DropTracer(Tracer):
 
     def run(self):
         p = self.p

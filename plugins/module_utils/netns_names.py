@@ -22,6 +22,12 @@ def _inode(path):
         return None
 
 
+def host_inode():
+    """The host's namespace: PID 1's, or ours where PID 1's cannot be read (a VM's init in another user
+    namespace); the modules run in the host's namespace."""
+    return _inode('/proc/1/ns/net') or _inode('/proc/self/ns/net')
+
+
 def docker_netns(run=subprocess.run):
     """{netns inode: container name} of running docker containers; {} without docker."""
     try:
@@ -47,7 +53,7 @@ class NetnsNames(object):
     """Labels for namespace inodes: host, netns:NAME, container:NAME, or the bare inode."""
 
     def __init__(self, netns_dir=NETNS_DIR, containers=None):
-        self.host = _inode('/proc/1/ns/net')
+        self.host = host_inode()
         self.named = {}
         if os.path.isdir(netns_dir):
             for name in sorted(os.listdir(netns_dir)):
@@ -82,7 +88,7 @@ def resolve(spec, netns_dir=NETNS_DIR, containers=None):
     if not spec:
         raise ValueError('namespace is empty: give a container name, an ip netns name, a path, or host')
     if spec == 'host':
-        return _inode('/proc/1/ns/net')
+        return host_inode()
     if spec.startswith('/'):
         ino = _inode(spec)
         if ino is None:

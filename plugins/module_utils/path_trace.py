@@ -92,12 +92,7 @@ def assemble(steps, reasons, name_of, label_netns):
     return out
 
 
-class PathTracer(object):
-    def __init__(self, params, run_command, check_mode=False):
-        self.p = params
-        self.run_command = run_command
-        self.check_mode = check_mode
-        self.warnings = []
+class PathTracer(drop_tracer.Tracer):
 
     def run(self):
         p = self.p

@@ -274,26 +274,16 @@ check_mode_note:
 '''
 
 import os
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_trace, drop_tracer
+from ansible_collections.ebpf.networking.plugins.module_utils import drop_tracer
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            duration=dict(type='float', default=5),
+            drop_tracer.SELECTION_SPEC,
             max_events=dict(type='int', default=1000),
-            buffer_pages=dict(type='int', default=64),
-            command=dict(type='list', elements='str'),
-            namespace=dict(type='str'),
-            interface=dict(type='str'),
-            src=dict(type='str'),
-            dst=dict(type='str'),
-            sport=dict(type='str'),
-            dport=dict(type='str'),
-            protocol=dict(type='str', choices=sorted(drop_trace.PROTOCOLS)),
             pcap_filter=dict(type='str'),
             reasons=dict(type='list', elements='str', default=[]),
             exclude_not_specified=dict(type='bool', default=False),
@@ -304,23 +294,12 @@ def main():
             stacks=dict(type='bool', default=True),
             vmlinux=dict(type='path'),
             module_debug_dirs=dict(type='list', elements='path', default=[]),
-            bpf_sources=dict(type='dict'),
         ),
         supports_check_mode=True,
     )
     if os.geteuid() != 0:
         module.fail_json(msg='skb_drop_trace must run as root (become: true)')
-    tracer = drop_tracer.DropTracer(module.params, module.run_command, module.check_mode)
-    try:
-        result = tracer.run()
-    except drop_tracer.ERRORS as e:
-        module.fail_json(msg=str(e), invocation=bpf_loader.invocation(module.params))
-    except Exception as e:  # pylint: disable=broad-except
-        module.fail_json(msg='unexpected error: %s' % e, exception=traceback.format_exc(),
-                         invocation=bpf_loader.invocation(module.params))
-    for w in tracer.warnings:
-        module.warn(w)
-    module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
+    drop_tracer.run_in_module(module, drop_tracer.DropTracer(module.params, module.run_command, module.check_mode))
 
 
 if __name__ == '__main__':

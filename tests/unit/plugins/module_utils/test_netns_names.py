@@ -57,3 +57,9 @@ def test_docker_netns_without_docker_is_empty():
     def run(argv, **_kw):
         raise OSError('no docker')
     assert netns_names.docker_netns(run=run) == {}
+
+
+def test_host_is_a_namespace_inode_even_when_pid1_is_hidden(monkeypatch):
+    real = netns_names._inode
+    monkeypatch.setattr(netns_names, '_inode', lambda path: None if path == '/proc/1/ns/net' else real(path))
+    assert netns_names.resolve('host') == os.stat('/proc/self/ns/net').st_ino
