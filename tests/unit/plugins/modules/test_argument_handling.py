@@ -20,7 +20,7 @@ CASES = [
     ('xdp_stats', {'flows': 'many'}, 'flows'),
     ('sockmap_redirect', {'ports': ['http']}, 'ports'),
     ('sockmap_redirect', {'max_sockets': 'all'}, 'max_sockets'),
-    ('skb_drop_trace', {'protocol': 'sctp'}, 'protocol'),
+    ('skb_drop_trace', {'protocol': 'igmp'}, 'protocol'),
     ('skb_drop_trace', {'duration': 'long'}, 'duration'),
     ('kernel_symbolize', {}, 'locations'),
     ('kernel_symbolize', {'locations': ['0x1'], 'require_lines': 'perhaps'}, 'require_lines'),
