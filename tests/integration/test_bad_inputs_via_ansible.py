@@ -78,7 +78,7 @@ CASES = [
     ('sockmap_redirect-cgroup-and-container', 'sockmap_redirect',
      {'name': 'fl_bad', 'cgroup': '/nonexistent/fl', 'container': 'fl-none'}, ['cgroup', 'container'], []),
     ('skb_drop_trace-command-missing', 'skb_drop_trace', {'command': ['/nonexistent/fl-cmd'], 'duration': 1},
-     ['fl-cmd'], [xfail('issue-14')]),
+     ['fl-cmd'], []),
     ('skb_drop_trace-duration-negative', 'skb_drop_trace', {'duration': -1}, ['duration'], []),
     ('skb_drop_trace-protocol-unknown', 'skb_drop_trace', {'protocol': 'sctp', 'duration': 1}, ['protocol'], []),
     ('skb_drop_trace-src-not-an-address', 'skb_drop_trace', {'src': 'fl-host', 'duration': 1}, ['fl-host'], []),
