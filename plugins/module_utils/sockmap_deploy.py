@@ -12,6 +12,7 @@ __metaclass__ = type
 
 import os
 import struct
+import time
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
 from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_keys as sk
@@ -20,6 +21,9 @@ from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import 
 SOCKOPS = 'ebn_sockops'
 SKMSG = 'ebn_sk_msg'
 MAPS = ('sockmap_socks', 'sockmap_ports', 'sockmap_cidrs', 'sockmap_config', 'sockmap_stats', 'sockmap_meta')
+# maps a deployment from before 0.x (4-tuple keys) lacks; it is reloaded, not refused
+NEW_MAPS = ('sockmap_state',)
+MAX_DRAIN_TIMEOUT = 60
 U32 = struct.Struct('=I')
 U64 = struct.Struct('=Q')
 
@@ -41,6 +45,7 @@ class SockmapDeployment(object):
         self.run_command = run_command
         self.pins = bpf_loader.PinSet(self.p['name'])
         self.changes = []
+        self.drained_seconds = None
 
     def fail(self, msg):
         raise SockmapError(msg)
@@ -57,6 +62,11 @@ class SockmapDeployment(object):
         except bpf_syscall.BpfError:
             close_all(fds)
             return None
+        for name in NEW_MAPS:
+            try:
+                fds[name] = bpf_syscall.obj_get(self.pins.map_path(name, base))
+            except bpf_syscall.BpfError:
+                pass
         return fds
 
     def read_state(self, fds):
@@ -81,8 +91,14 @@ class SockmapDeployment(object):
                       'ebpf.networking collection must be installed on the controller)')
         if not 1 <= p['max_sockets'] <= 1048576:
             self.fail('max_sockets %d is out of range: use 1-1048576' % p['max_sockets'])
+        self.check_drain_timeout()
         ports = sk.normalize_ports(p['ports'])
         cidrs = sk.normalize_cidrs(p['cidrs'])
+        if not ports and not cidrs and p.get('scope', 'filtered') != 'all':
+            self.fail('ports and cidrs are both empty: that would accelerate every TCP connection of the cgroup '
+                      '(and skip netfilter for them). Give ports or cidrs, or scope=all to really mean every one')
+        if (ports or cidrs) and p.get('scope') == 'all':
+            self.fail('scope=all contradicts the ports/cidrs given: drop scope or the filters')
         bpf_loader.require_bpffs()
         bpf_loader.require_bcc()
         cgroup = bpf_loader.resolve_cgroup(p['cgroup'], p['container'], self.run_command)
@@ -96,7 +112,8 @@ class SockmapDeployment(object):
                 self.pins.clear_staging()
         fds = self.open_maps() if self.pins.exists() else None
         state = self.read_state(fds) if fds else None
-        complete = fds is not None and self.pins.has_prog(SOCKOPS) and self.pins.has_prog(SKMSG)
+        complete = (fds is not None and all(n in fds for n in NEW_MAPS) and self.pins.has_prog(SOCKOPS)
+                    and self.pins.has_prog(SKMSG))
         if self.pins.exists() and not complete:
             self.changes.append('replace damaged pins')
         reload = not complete or state['digest'] != digest
@@ -111,12 +128,15 @@ class SockmapDeployment(object):
             self.changes.append('detach sock_ops from %s' % old_cgroup)
         if not attached_here or reload:
             self.changes.append('attach sock_ops to %s' % cgroup)
-        before = {'ports': state['ports'], 'cidrs': state['cidrs']} if state else {'ports': [], 'cidrs': []}
-        after = {'ports': ports, 'cidrs': cidrs}
-        if before != after or reload:
-            self.changes.append('filters: ports %s, cidrs %s' % (ports or 'any', cidrs or 'any'))
+        filters_before = {'ports': state['ports'], 'cidrs': state['cidrs']} if state else None
+        filters_after = {'ports': ports, 'cidrs': cidrs}
+        if filters_before != filters_after or reload:
+            self.changes.append('filters: ports %s, cidrs %s (new connections; established ones keep their path)'
+                                % (ports or 'any', cidrs or 'any'))
+        before = dict(state='present', cgroup=old_cgroup, **filters_before) if state else {'state': 'absent'}
+        after = dict(state='present', cgroup=cgroup, **filters_after)
         result = dict(changed=bool(self.changes), changes=self.changes, cgroup=cgroup, pin_path=self.pins.path,
-                      ports=ports, cidrs=cidrs, diff={'before': before, 'after': after})
+                      ports=ports, cidrs=cidrs, diff={'before': before, 'after': after}, drained_seconds=None)
         if self.check_mode or not self.changes:
             if fds:
                 result.update(self.report(fds))
@@ -130,9 +150,10 @@ class SockmapDeployment(object):
                     fds = None
                 self.reload(sizes, digest, cgroup, ports, cidrs, old_id, old_cgroup)
             else:
-                if before != after:
+                if filters_before != filters_after:
+                    # sockets already in the map stay: removing one could discard bytes already redirected
+                    # into it, and a direction that stopped redirecting could not start again in order
                     self.write_filters(fds, ports, cidrs)
-                    self.drop_unmatched(fds, ports, cidrs)
                 if not attached_here:
                     prog_fd = self.pins.open_prog(SOCKOPS)
                     try:
@@ -145,6 +166,7 @@ class SockmapDeployment(object):
         finally:
             if fds:
                 close_all(fds)
+        result['drained_seconds'] = self.drained_seconds
         fds = self.open_maps()
         try:
             result.update(self.report(fds))
@@ -181,7 +203,7 @@ class SockmapDeployment(object):
             # the old program goes only once the new one is in place: no gap for new connections
             if old_id:
                 self.detach_sockops(old_cgroup or cgroup, old_id)
-                self.clear_sockets(self.pins.path)  # those sockets go back to the normal path
+                self.drain(self.pins.path)  # those sockets go back to the normal path
         except Exception:
             for path, fd in attached:
                 bpf_loader.cgroup_detach(path, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
@@ -197,12 +219,46 @@ class SockmapDeployment(object):
             bpf_syscall.map_update(fds['sockmap_ports'], U32.pack(port), b'\x01')
         for cidr in cidrs:
             bpf_syscall.map_update(fds['sockmap_cidrs'], sk.cidr_key(cidr), b'\x01')
-        bpf_syscall.map_update(fds['sockmap_config'], U32.pack(0), sk.CONFIG.pack(1 if ports else 0, 1 if cidrs else 0))
+        bpf_syscall.map_update(fds['sockmap_config'], U32.pack(0),
+                               sk.CONFIG.pack(1 if ports else 0, 1 if cidrs else 0, 1, 0))
 
-    def drop_unmatched(self, fds, ports, cidrs):
-        for k in bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size):
-            if not sk.socket_matches(k, ports, cidrs):
-                bpf_syscall.map_delete(fds['sockmap_socks'], k)
+    def check_drain_timeout(self):
+        timeout = self.p.get('drain_timeout', 1.0)
+        if timeout is None or not 0 <= timeout <= MAX_DRAIN_TIMEOUT:
+            self.fail('drain_timeout %s is out of range: use 0-%d seconds' % (timeout, MAX_DRAIN_TIMEOUT))
+
+    def drain(self, base):
+        """Take every socket of a deployment out of its SOCKHASH without losing bytes a reader takes
+        in time: first stop new redirects (the sk_msg program then sends through TCP, which the peer
+        reads after what was already redirected to it), wait drain_timeout for receivers to read
+        what was redirected, then empty the map. What a receiver has not read by then is discarded."""
+        path = self.pins.map_path('sockmap_config', base)
+        if os.path.exists(path):
+            fd = bpf_syscall.obj_get(path)
+            try:
+                info = bpf_syscall.map_info(fd)
+                raw = bpf_syscall.map_lookup(fd, U32.pack(0), info['value_size'])
+                if info['value_size'] == sk.CONFIG.size and raw:
+                    fields = list(sk.CONFIG.unpack(raw))
+                    fields[2] = 0
+                    bpf_syscall.map_update(fd, U32.pack(0), sk.CONFIG.pack(*fields))
+                    timeout = self.p.get('drain_timeout', 1.0)
+                    if timeout and self.socket_count(base):
+                        time.sleep(timeout)
+                        self.drained_seconds = timeout
+            finally:
+                os.close(fd)
+        self.clear_sockets(base)
+
+    def socket_count(self, base):
+        path = self.pins.map_path('sockmap_socks', base)
+        if not os.path.exists(path):
+            return 0
+        fd = bpf_syscall.obj_get(path)
+        try:
+            return len(bpf_syscall.map_keys(fd, bpf_syscall.map_info(fd)['key_size'], limit=1))
+        finally:
+            os.close(fd)
 
     def write_meta(self, fds, digest, cgroup):
         bpf_syscall.map_update(fds['sockmap_meta'], U32.pack(0), sk.META.pack(digest, cgroup.encode()[:255]))
@@ -223,13 +279,14 @@ class SockmapDeployment(object):
         for i, name in enumerate(sk.COUNTERS):
             raw = bpf_syscall.map_lookup(fds['sockmap_stats'], U32.pack(i), 8 * ncpus)
             raw_stats[name] = sum(U64.unpack_from(raw, 8 * c)[0] for c in range(ncpus)) if raw else 0
-        keys = bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size, limit=self.p['max_sockets'])
+        keys = bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size, limit=self.p.get('max_sockets') or 65535)
         return dict(prog_ids={'sock_ops': self.pins.prog_id(SOCKOPS), 'sk_msg': self.pins.prog_id(SKMSG)},
                     sockets=len(keys), socket_sample=[sk.decode_key(k) for k in keys[:20]], counters=raw_stats,
                     sockhash=bpf_syscall.map_info(fds['sockmap_socks']))
 
     # -- absent --
     def absent(self):
+        self.check_drain_timeout()
         fds = self.open_maps() if self.pins.exists() else None
         state = self.read_state(fds) if fds else None
         if fds:
@@ -249,11 +306,14 @@ class SockmapDeployment(object):
             self.changes.append('remove pins %s (the SOCKHASH and its sk_msg attachment go with them)'
                                 % self.pins.path)
             if not self.check_mode:
+                self.drain(self.pins.path)
                 self.detach_sk_msg()
-                self.clear_sockets(self.pins.path)
                 self.pins.remove()
+        before = dict(state='present', **state) if state else {'state': 'absent'}
+        before.pop('digest', None)
         return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path,
-                    cgroup=(state or {}).get('cgroup'))
+                    cgroup=(state or {}).get('cgroup'), drained_seconds=self.drained_seconds,
+                    diff={'before': before, 'after': {'state': 'absent'}})
 
     def is_orphan(self, prog_id):
         """A sock_ops program of ours whose pins are gone (a crash): ours by name, pinned nowhere."""
@@ -280,7 +340,7 @@ class SockmapDeployment(object):
             return
         fd = bpf_syscall.obj_get(path)
         try:
-            bpf_syscall.map_clear(fd, sk.KEY.size)
+            bpf_syscall.map_clear(fd, bpf_syscall.map_info(fd)['key_size'])
         finally:
             os.close(fd)
 
@@ -294,7 +354,7 @@ class SockmapDeployment(object):
             mfd = bpf_syscall.map_fd_by_id(map_id)
             try:
                 if bpf_syscall.map_info(mfd)['name'] == 'sockmap_socks':
-                    bpf_syscall.map_clear(mfd, sk.KEY.size)
+                    bpf_syscall.map_clear(mfd, bpf_syscall.map_info(mfd)['key_size'])
             finally:
                 os.close(mfd)
 

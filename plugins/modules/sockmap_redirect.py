@@ -161,6 +161,8 @@ def main():
             ports=dict(type='list', elements='int', default=[]),
             cidrs=dict(type='list', elements='str', default=[]),
             max_sockets=dict(type='int', default=65535),
+            scope=dict(type='str', default='filtered', choices=['filtered', 'all']),
+            drain_timeout=dict(type='float', default=1.0),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('cgroup', 'container')],

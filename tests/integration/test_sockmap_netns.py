@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""sockmap_redirect must never deliver bytes across network namespaces, lose them or reorder them.
+
+Everything here is attached to a cgroup of its own (/sys/fs/cgroup/unified/sk-i11-test) and uses
+namespaces named sk-*, so it needs no shared lock. The scenario processes (sock_netns.py) run in
+that cgroup.
+"""
+
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import HERE, read_sources, run_module
+
+SOURCES = ('sockops.bpf.c', 'sockredir.bpf.c', 'sockmap.h')
+NAME = 'sk_ns'
+CGROUP = '/sys/fs/cgroup/unified/sk-i11-test'
+PORT = 17100
+LOOPBACK_NS = ('sk-a', 'sk-b')
+# two namespace pairs with the same addresses on their own veths: A1 (10.199.0.1) <-> A2 (10.199.0.2),
+# B1 (10.199.0.1) <-> B2 (10.199.0.2)
+VETH_PAIRS = (('sk-a1', 'sk-a2', 'skva1', 'skva2'), ('sk-b1', 'sk-b2', 'skvb1', 'skvb2'))
+
+
+def sockmap(check_mode=False, **args):
+    args.setdefault('name', NAME)
+    args.setdefault('cgroup', CGROUP)
+    if args.get('state', 'present') == 'present':
+        args['bpf_sources'] = read_sources(SOURCES)
+    return run_module('sockmap_redirect', args, check_mode=check_mode)
+
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def all_netns():
+    return [n for pair in VETH_PAIRS for n in pair[:2]] + list(LOOPBACK_NS)
+
+
+def teardown_netns():
+    for ns in all_netns():
+        subprocess.run(['ip', 'netns', 'del', ns], stderr=subprocess.DEVNULL, check=False)
+
+
+def join_cgroup():
+    with open(os.path.join(CGROUP, 'cgroup.procs'), 'w') as f:
+        f.write(str(os.getpid()))
+
+
+def scenario(*args, **kw):
+    """Run sock_netns.py in our cgroup; its JSON result."""
+    proc = subprocess.run([sys.executable, os.path.join(HERE, 'sock_netns.py')] + [str(a) for a in args],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                          preexec_fn=join_cgroup, timeout=kw.get('timeout', 60), check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def world(require_root):
+    teardown_netns()
+    if not os.path.isdir(CGROUP):
+        os.mkdir(CGROUP)
+    for ns in LOOPBACK_NS:
+        sh('ip', 'netns', 'add', ns)
+        sh('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+    for ns1, ns2, v1, v2 in VETH_PAIRS:
+        sh('ip', 'netns', 'add', ns1)
+        sh('ip', 'netns', 'add', ns2)
+        sh('ip', 'link', 'add', v1, 'netns', ns1, 'type', 'veth', 'peer', 'name', v2, 'netns', ns2)
+        for ns, dev, addr in ((ns1, v1, '10.199.0.1/24'), (ns2, v2, '10.199.0.2/24')):
+            sh('ip', '-n', ns, 'addr', 'add', addr, 'dev', dev)
+            sh('ip', '-n', ns, 'link', 'set', dev, 'up')
+            sh('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+    yield
+    run_module('sockmap_redirect', {'name': NAME, 'state': 'absent'})
+    teardown_netns()
+    try:
+        os.rmdir(CGROUP)
+    except OSError:
+        pass
+
+
+def test_loopback_bytes_never_cross_namespaces():
+    """The issue's case: A's client in CLOSE_WAIT, B opens the same 4-tuple on its own loopback."""
+    on = sockmap(ports=[PORT])
+    assert not on.get('failed'), on.get('msg')
+    result = scenario('cross', 'sk-a', 'sk-a', 'sk-b', 'sk-b', '127.0.0.1', '127.0.0.1', PORT)
+    assert 'SECRET' not in result['b_server_read'], result
+    assert result['b_server_read'] == 'from-b'
+    after = sockmap(ports=[PORT])
+    assert after['counters']['msgs_redirected'] > 0, 'A and B themselves must still be accelerated'
+
+
+def test_same_addresses_on_two_veth_pairs_never_cross():
+    """Two namespace pairs with identical addresses: the 4-tuple alone is the same in both."""
+    before = sockmap(ports=[PORT])['counters']
+    result = scenario('cross', 'sk-a2', 'sk-a1', 'sk-b2', 'sk-b1', '10.199.0.2', '10.199.0.2', PORT)
+    assert 'SECRET' not in result['b_server_read'], result
+    assert result['b_server_read'] == 'from-b'
+    after = sockmap(ports=[PORT])['counters']
+    assert after['sockets_added'] - before['sockets_added'] == 4, 'both pairs are local: all four ends go in'
+    assert after['msgs_redirected'] > before['msgs_redirected'], 'a pair across two namespaces is accelerated'
