@@ -11,10 +11,15 @@ switching its own namespace with setns(2) between them.
          Namespace pair A: a client talks to a server, the server closes (the client stays in
          CLOSE_WAIT, still in the SOCKHASH). Pair B opens the same 4-tuple. A's client writes a
          secret: B's server must not read it.
-  stress NS HOST PORT CONNECTIONS BYTES
+  stress NS HOST PORT CONNECTIONS BYTES [UNTIL_FILE]
          CONNECTIONS connections that write immediately in both directions (BYTES each way, in
          messages of random sizes); every byte is checked in order, by sha256, at the other end.
-         Runs until all are done; prints how many were intact.
+         Every client writes its first message right after connect(), before the server accepts;
+         odd connections go to PORT+1, whose listener has TCP_DEFER_ACCEPT: there the server's
+         socket is only established by that first message, so it cannot be redirected (its peer
+         is not in the SOCKHASH yet) and the direction goes through TCP from its first byte.
+         Goes on with more connections until UNTIL_FILE exists, when given; prints how many were
+         intact.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -107,9 +112,10 @@ def stream(seed, size):
     return data, cuts
 
 
-def talk(sock, seed, size, results, index, stop_at):
+def talk(sock, seed, size, results, index, stop_at, already_sent=0):
     """Send our stream and read the peer's at the same time; record whether what came is exact."""
     _data, cuts = stream(seed, size)
+    cuts = cuts[already_sent:]
     expected = hashlib.sha256(stream(seed ^ 1, size)[0]).hexdigest()
     sock.setblocking(False)
     got = hashlib.sha256()
@@ -136,28 +142,37 @@ def talk(sock, seed, size, results, index, stop_at):
         results[index] = {'intact': False, 'received': received, 'error': str(e)}
 
 
-def stress(netns, host, port, connections, size):
+def stress(netns, host, port, connections, size, until_file=None):
     port, connections, size = int(port), int(connections), int(size)
+    started = time.time()
     enter(netns)
-    listener = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
-    listener.listen(1024)
-    results = [None] * (2 * connections)
-    stop_at = time.time() + 120
+    listeners = []
+    for offset in (0, 1):
+        listener = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if offset:
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 5)
+        listener.bind((host, port + offset))
+        listener.listen(1024)
+        listeners.append(listener)
+    results = []
+    stop_at = time.time() + 240
     threads = []
     batch = 50  # connections alive at once: threads are cheap, but not 2,000 of them on 2 cores
-    for start in range(0, connections, batch):
+    start = 0
+    while start < connections or (until_file and not os.path.exists(until_file) and time.time() < stop_at):
         pairs = []
-        for i in range(start, min(start + batch, connections)):
-            client = socket.socket(listener.family)
-            client.connect((host, port))
-            server, _addr = listener.accept()
+        results.extend([None] * (2 * batch))
+        for i in range(start, start + batch):
+            client = socket.socket(listeners[0].family)
+            client.connect((host, port + i % 2))
+            client.sendall(stream(2 * i, size)[1][0])
+            server, _addr = listeners[i % 2].accept()
             pairs.append((i, client, server))
         for i, client, server in pairs:
             # the client sends stream 2i and expects 2i+1; the server the other way round
-            for sock, seed, idx in ((client, 2 * i, 2 * i), (server, 2 * i + 1, 2 * i + 1)):
-                t = threading.Thread(target=talk, args=(sock, seed, size, results, idx, stop_at))
+            for sock, seed, idx, sent in ((client, 2 * i, 2 * i, 1), (server, 2 * i + 1, 2 * i + 1, 0)):
+                t = threading.Thread(target=talk, args=(sock, seed, size, results, idx, stop_at, sent))
                 t.start()
                 threads.append(t)
         for t in threads:
@@ -166,9 +181,12 @@ def stress(netns, host, port, connections, size):
         for _i, client, server in pairs:
             client.close()
             server.close()
-    listener.close()
+        start += batch
+    for listener in listeners:
+        listener.close()
     bad = [i for i, r in enumerate(results) if not (r and r['intact'])]
     print(json.dumps({'directions': len(results), 'intact': len(results) - len(bad),
+                      'seconds': round(time.time() - started, 1),
                       'bad': [dict(results[i] or {}, direction=i) for i in bad[:10]]}))
 
 
