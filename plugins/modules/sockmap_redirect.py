@@ -15,12 +15,24 @@ description:
   - Compiles C(bpf/sockops.bpf.c) and C(bpf/sockredir.bpf.c) with bcc, pins both programs and their
     maps under C(/sys/fs/bpf/ebpf_networking/<name>/), attaches the C(sock_ops) program to a cgroup
     v2 directory and the C(sk_msg) verdict program to the SOCKHASH.
-  - Every established TCP socket in that cgroup (and its children) that passes the I(ports) and
-    I(cidrs) filters goes into the SOCKHASH; a message sent on such a socket goes straight to its
-    peer socket's receive queue when the peer is in the map too (both ends on this host), skipping
-    the TCP/IP stack. Other traffic is untouched.
-  - Changing only the filters updates the maps in place and drops sockets that no longer match.
-    C(state=absent) detaches both programs and removes the pins, also when a crash left only part
+  - Every TCP socket in that cgroup (and its children) that passes the I(ports) and I(cidrs) filters
+    goes into the SOCKHASH when it is established; a message sent on such a socket goes straight to
+    its peer socket's receive queue when the peer is in the map too, skipping the TCP/IP stack.
+    Other traffic is untouched.
+  - Safety rules. B(Namespaces) - a socket's key is its 4-tuple, both ends' initial sequence numbers
+    and, for loopback addresses, its network namespace's cookie; its peer's key is kept in the
+    socket's own storage. Only the two ends of one connection share such a key, so bytes are never
+    delivered into a socket of another namespace, also when namespaces (containers) use the same
+    addresses and ports or a socket in CLOSE_WAIT is still in the map. B(Local only) - only sockets
+    of this host are in the map, so only connections whose both ends are on this host are ever
+    redirected. B(Order) - each direction of a connection decides at its first message: if the peer
+    is not in the map then, that direction uses TCP for good; a direction that once used TCP never
+    redirects again (the receiver reads redirected bytes first, so they would overtake).
+    B(No loss) - a filter change never removes sockets (it applies to new connections); a reload and
+    C(state=absent) first stop every redirect (a flag the sk_msg program reads), wait I(drain_timeout)
+    for receivers to read what was already redirected to them, and only then remove the sockets.
+  - What remains unsafe is in the notes.
+  - C(state=absent) detaches both programs and removes the pins, also when a crash left only part
     of them; accelerated connections fall back to the normal path and keep working.
   - The action plugin of this module ships the BPF sources from the collection to the target.
 author:
@@ -31,10 +43,11 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change from the pins and the cgroup's attachments.
+    description: Reports what would change from the pins and the cgroup's attachments; compiles, loads and
+      changes nothing.
   diff_mode:
     support: full
-    description: Shows the filters before and after.
+    description: Shows state, cgroup and filters before and after, also for C(state=absent).
 options:
   name:
     description: Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
@@ -56,16 +69,35 @@ options:
     type: str
   ports:
     description:
-      - Accelerate only sockets whose local or remote port is in this list. Empty means every port; use
-        I(ports) or I(cidrs) so it does not grab every local connection.
+      - Accelerate only sockets whose local or remote port is in this list.
+      - I(ports) or I(cidrs) is required unless I(scope=all).
+      - A change applies to connections established after it; established ones keep their path.
     type: list
     elements: int
     default: []
   cidrs:
-    description: Accelerate only sockets whose remote address is in one of these networks (IPv4 or IPv6).
+    description:
+      - Accelerate only sockets whose remote address is in one of these networks (IPv4 or IPv6).
+      - I(ports) or I(cidrs) is required unless I(scope=all).
     type: list
     elements: str
     default: []
+  scope:
+    description:
+      - C(filtered) accelerates only what I(ports) and I(cidrs) select and refuses to run without either.
+      - C(all) accelerates every TCP connection between two sockets of the cgroup. Those connections skip
+        netfilter, tc and packet capture on their loopback or veth path, so firewall rules between local
+        processes or containers no longer apply to them. Use it only when that is intended.
+    type: str
+    choices: [filtered, all]
+    default: filtered
+  drain_timeout:
+    description:
+      - Seconds a reload or C(state=absent) waits, after stopping every redirect, before it removes the
+        sockets from the map (0-60). Bytes already redirected to a socket whose application has not read
+        them by then are discarded: raise it for receivers that may stall.
+    type: float
+    default: 1.0
   max_sockets:
     description: Capacity of the SOCKHASH; sockets beyond it are simply not accelerated.
     type: int
@@ -76,6 +108,18 @@ options:
     type: dict
 notes:
   - Redirected data bypasses netfilter, tc and tcpdump on the loopback or veth path.
+  - What can still go wrong. Bytes redirected to a receiver that does not read them within I(drain_timeout)
+    of a reload or C(state=absent) are lost (the sender's write had succeeded). A connection established
+    with TCP Fast Open data in its SYN is expected not to be accelerated (the sequence numbers in the two
+    keys differ); this was not tested.
+  - Upper-layer protocols. A socket that already has an ULP (kTLS, MPTCP subflows) is refused by the kernel
+    (counted in C(insert_failed_other)). A socket that turns on kTLS B(after) it was inserted keeps being
+    redirected, as plaintext: safe only when both ends use kTLS. This kernel offers no C(tls) ULP
+    (C(/proc/sys/net/ipv4/tcp_available_ulp)), so this was not tested; do not accelerate ports whose
+    applications use kTLS.
+  - Non-loopback keys do not hold the namespace (the peer is in another one); two connections in two
+    namespaces share a key only with the same 4-tuple and the same two initial sequence numbers, which the
+    kernel draws from a keyed hash plus a clock of 64 ns ticks.
 seealso:
   - module: ebpf.networking.xdp_proxy
 '''
@@ -84,6 +128,13 @@ EXAMPLES = r'''
 - name: Accelerate connections to and from port 80 on this host
   ebpf.networking.sockmap_redirect:
     ports: [80]
+
+- name: Every local TCP connection of one cgroup (they skip netfilter), with a longer drain on removal
+  ebpf.networking.sockmap_redirect:
+    name: batch
+    cgroup: batch.slice
+    scope: all
+    drain_timeout: 5
 
 - name: Only loopback traffic of one cgroup
   ebpf.networking.sockmap_redirect:
@@ -99,7 +150,7 @@ EXAMPLES = r'''
 RETURN = r'''
 prog_ids:
   description: Kernel ids of the sock_ops and sk_msg programs.
-  returned: state=present and not check mode
+  returned: state=present and the deployment exists (also in check mode)
   type: dict
   sample: {sock_ops: 301, sk_msg: 302}
 cgroup:
@@ -113,17 +164,46 @@ pin_path:
   type: str
 sockets:
   description: Number of sockets in the SOCKHASH now.
-  returned: state=present and not check mode
+  returned: state=present and the deployment exists (also in check mode)
   type: int
 socket_sample:
-  description: Up to 20 sockets in the SOCKHASH, as local and remote address:port.
-  returned: state=present and not check mode
+  description: Up to 20 sockets in the SOCKHASH, as local and remote address:port, and the namespace cookie
+    (netns_cookie) for loopback sockets.
+  returned: state=present and the deployment exists (also in check mode)
   type: list
   elements: dict
+  sample: [{local: '127.0.0.1:80', remote: '127.0.0.1:45123', netns_cookie: 4096}]
 counters:
-  description: sockets_added, sockets_skipped, msgs_redirected, bytes_redirected, msgs_passed.
-  returned: state=present and not check mode
+  description:
+    - Totals since the programs were loaded (a reload starts again from 0).
+    - C(sockets_added) sockets put in the map; C(sockets_skipped) established sockets the filters left out.
+    - Failed inserts by cause, C(insert_failed_full) (map full, raise I(max_sockets)), C(insert_failed_key_taken),
+      C(insert_failed_busy) (the socket runs another deployment's sk_msg program), C(insert_failed_no_storage),
+      C(insert_failed_other) (e.g. a socket with an ULP).
+    - C(msgs_redirected) and C(bytes_redirected); passes, C(msgs_passed) (peer not in the map, i.e. not on this
+      host or not accelerated), C(msgs_passed_tcp_direction) (the direction had already used TCP),
+      C(msgs_passed_draining) (during a reload or removal).
+  returned: state=present and the deployment exists (also in check mode)
   type: dict
+  sample: {sockets_added: 4, sockets_skipped: 0, insert_failed_full: 0, insert_failed_key_taken: 0,
+           insert_failed_busy: 0, insert_failed_no_storage: 0, insert_failed_other: 0, msgs_redirected: 17,
+           bytes_redirected: 8388672, msgs_passed: 1, msgs_passed_tcp_direction: 3, msgs_passed_draining: 0}
+sockhash:
+  description: The SOCKHASH map as the kernel describes it.
+  returned: state=present and the deployment exists (also in check mode)
+  type: dict
+  sample: {type: sockhash, type_id: 18, id: 77, key_size: 56, value_size: 4, max_entries: 65535, flags: 0,
+           name: sockmap_socks}
+drained_seconds:
+  description: Seconds waited for receivers after stopping redirects (reload or absent with sockets in the map);
+    null when no drain was needed.
+  returned: always
+  type: float
+diff:
+  description: State, cgroup and filters before and after (also without C(--diff)).
+  returned: always
+  type: dict
+  sample: {before: {state: absent}, after: {state: present, cgroup: /sys/fs/cgroup/unified, ports: [80], cidrs: []}}
 ports:
   description: The port filter as applied.
   returned: state=present
