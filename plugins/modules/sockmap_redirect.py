@@ -25,7 +25,7 @@ description:
     delivered into a socket of another namespace, also when namespaces (containers) use the same
     addresses and ports or a socket in CLOSE_WAIT is still in the map. B(Local only) - only sockets
     of this host are in the map, so only connections whose both ends are on this host are ever
-    redirected. B(Order) - each direction of a connection decides at its first message: if the peer
+    redirected. B(Order) - each direction of a connection decides at its first message; if the peer
     is not in the map then, that direction uses TCP for good; a direction that once used TCP never
     redirects again (the receiver reads redirected bytes first, so they would overtake).
     B(No loss) - a filter change never removes sockets (it applies to new connections); a reload and
@@ -95,7 +95,7 @@ options:
     description:
       - Seconds a reload or C(state=absent) waits, after stopping every redirect, before it removes the
         sockets from the map (0-60). Bytes already redirected to a socket whose application has not read
-        them by then are discarded: raise it for receivers that may stall.
+        them by then are discarded; raise it for receivers that may stall.
     type: float
     default: 1.0
   max_sockets:
@@ -114,7 +114,7 @@ notes:
     keys differ); this was not tested.
   - Upper-layer protocols. A socket that already has an ULP (kTLS, MPTCP subflows) is refused by the kernel
     (counted in C(insert_failed_other)). A socket that turns on kTLS B(after) it was inserted keeps being
-    redirected, as plaintext: safe only when both ends use kTLS. This kernel offers no C(tls) ULP
+    redirected, as plaintext, which is safe only when both ends use kTLS. This kernel offers no C(tls) ULP
     (C(/proc/sys/net/ipv4/tcp_available_ulp)), so this was not tested; do not accelerate ports whose
     applications use kTLS.
   - Non-loopback keys do not hold the namespace (the peer is in another one); two connections in two
@@ -266,6 +266,7 @@ def fail(module, sockmap, msg, **kw):
     if sockmap is not None:
         kw.update(changes=sockmap.changes, pin_path=sockmap.pins.path)
     module.fail_json(msg=msg, invocation=bpf_loader.invocation(module.params), **kw)
+
 
 if __name__ == '__main__':
     main()

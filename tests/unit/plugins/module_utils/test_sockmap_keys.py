@@ -49,8 +49,8 @@ def test_same_loopback_tuple_in_another_namespace_is_another_key():
 @pytest.mark.parametrize('client_isn,server_isn', [(ISN_CLIENT + 1, ISN_SERVER), (ISN_CLIENT, ISN_SERVER + 1)])
 def test_same_tuple_on_other_veths_differs_by_either_isn(client_isn, server_isn):
     """Two namespace pairs with the same addresses: the key differs as soon as one ISN does."""
-    a_server, _ = connection(('10.199.0.1', 45123), ('10.199.0.2', 7100))
-    _, b_peer = connection(('10.199.0.1', 45123), ('10.199.0.2', 7100), client_isn, server_isn)
+    a_server = connection(('10.199.0.1', 45123), ('10.199.0.2', 7100))[0]
+    b_peer = connection(('10.199.0.1', 45123), ('10.199.0.2', 7100), client_isn, server_isn)[1]
     assert a_server != b_peer
 
 
