@@ -168,3 +168,30 @@ def test_absent_under_load_loses_nothing(tmp_path):
     finally:
         result = finish_stress(proc, until)
     assert result['intact'] == result['directions'], result
+
+
+def ebn_program_ids():
+    out = subprocess.run(['bpftool', '-j', 'prog', 'show'], stdout=subprocess.PIPE, universal_newlines=True,
+                         check=True).stdout
+    return set(p['id'] for p in json.loads(out) if p.get('name', '').startswith('ebn_'))
+
+
+def test_check_mode_compiles_and_loads_nothing():
+    run_module('sockmap_redirect', {'name': 'sk_check', 'state': 'absent'})
+    before = ebn_program_ids()
+    preview = sockmap(check_mode=True, name='sk_check', ports=[PORT])
+    assert preview['changed'] and not preview.get('failed'), preview
+    assert preview['diff'] == {'before': {'state': 'absent'},
+                               'after': {'state': 'present', 'cgroup': CGROUP, 'ports': [PORT], 'cidrs': []}}
+    assert not os.path.exists('/sys/fs/bpf/ebpf_networking/sk_check')
+    assert not ebn_program_ids() - before, 'check mode loaded a program'
+    assert run_module('sockmap_redirect', {'name': 'sk_check', 'state': 'absent'})['changed'] is False
+
+
+def test_scope_all_accelerates_every_local_connection():
+    run_module('sockmap_redirect', {'name': NAME, 'state': 'absent'})
+    on = sockmap(scope='all')
+    assert not on.get('failed') and on['ports'] == [] and on['cidrs'] == [], on
+    scenario('cross', 'sk-a', 'sk-a', 'sk-b', 'sk-b', '127.0.0.1', '127.0.0.1', 17102)
+    assert sockmap(scope='all')['counters']['msgs_redirected'] > 0
+    run_module('sockmap_redirect', {'name': NAME, 'state': 'absent'})
