@@ -20,6 +20,9 @@ switching its own namespace with setns(2) between them.
          is not in the SOCKHASH yet) and the direction goes through TCP from its first byte.
          Goes on with more connections until UNTIL_FILE exists, when given; prints how many were
          intact.
+  mptcp  NS HOST PORT BYTES
+         One MPTCP connection (its subflows are TCP sockets with the mptcp ULP) moving BYTES each way;
+         prints whether both directions arrived intact.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -190,5 +193,31 @@ def stress(netns, host, port, connections, size, until_file=None):
                       'bad': [dict(results[i] or {}, direction=i) for i in bad[:10]]}))
 
 
+IPPROTO_MPTCP = 262
+
+
+def mptcp(netns, host, port, size):
+    port, size = int(port), int(size)
+    enter(netns)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(1)
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM, IPPROTO_MPTCP)
+    client.connect((host, port))
+    server, _addr = listener.accept()
+    results = [None, None]
+    stop_at = time.time() + 30
+    threads = [threading.Thread(target=talk, args=(sock, seed, size, results, seed, stop_at))
+               for sock, seed in ((client, 0), (server, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in (client, server, listener):
+        s.close()
+    print(json.dumps({'intact': all(r and r['intact'] for r in results), 'results': results}))
+
+
 if __name__ == '__main__':
-    {'cross': cross, 'stress': stress}[sys.argv[1]](*sys.argv[2:])
+    {'cross': cross, 'stress': stress, 'mptcp': mptcp}[sys.argv[1]](*sys.argv[2:])

@@ -195,3 +195,16 @@ def test_scope_all_accelerates_every_local_connection():
     scenario('cross', 'sk-a', 'sk-a', 'sk-b', 'sk-b', '127.0.0.1', '127.0.0.1', 17102)
     assert sockmap(scope='all')['counters']['msgs_redirected'] > 0
     run_module('sockmap_redirect', {'name': NAME, 'state': 'absent'})
+
+
+def test_sockets_with_an_ulp_are_never_redirected():
+    """MPTCP subflows are TCP sockets with the mptcp ULP (this kernel has no tls ULP to try): the kernel must
+    refuse them in the SOCKHASH, and the connection must work untouched."""
+    run_module('sockmap_redirect', {'name': NAME, 'state': 'absent'})
+    sockmap(ports=[17103])
+    result = scenario('mptcp', 'sk-a', '127.0.0.1', 17103, 1 << 20)
+    after = sockmap(ports=[17103])['counters']
+    print(after)
+    assert result['intact'], result
+    assert after['msgs_redirected'] == 0 and after['sockets_added'] == 0, after
+    assert after['insert_failed_other'] >= 2, 'the refusal is counted'
