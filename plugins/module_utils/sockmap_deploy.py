@@ -21,7 +21,7 @@ from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import 
 SOCKOPS = 'ebn_sockops'
 SKMSG = 'ebn_sk_msg'
 MAPS = ('sockmap_socks', 'sockmap_ports', 'sockmap_cidrs', 'sockmap_config', 'sockmap_stats', 'sockmap_meta')
-# maps a deployment from before 0.x (4-tuple keys) lacks; it is reloaded, not refused
+# maps a deployment of an older version (4-tuple keys) lacks: it is reloaded, not refused
 NEW_MAPS = ('sockmap_state',)
 MAX_DRAIN_TIMEOUT = 60
 U32 = struct.Struct('=I')
@@ -114,7 +114,10 @@ class SockmapDeployment(object):
         state = self.read_state(fds) if fds else None
         complete = (fds is not None and all(n in fds for n in NEW_MAPS) and self.pins.has_prog(SOCKOPS)
                     and self.pins.has_prog(SKMSG))
-        if self.pins.exists() and not complete:
+        older = fds is not None and not all(n in fds for n in NEW_MAPS)
+        if older:
+            self.changes.append('replace pins of an older version (4-tuple keys)')
+        elif self.pins.exists() and not complete:
             self.changes.append('replace damaged pins')
         reload = not complete or state['digest'] != digest
         if complete and reload:
