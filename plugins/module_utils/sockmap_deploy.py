@@ -94,6 +94,7 @@ class SockmapDeployment(object):
         self.check_drain_timeout()
         ports = sk.normalize_ports(p['ports'])
         cidrs = sk.normalize_cidrs(p['cidrs'])
+        cgroup = bpf_loader.resolve_cgroup(p.get('cgroup'), p.get('container'), self.run_command)
         if not ports and not cidrs and p.get('scope', 'filtered') != 'all':
             self.fail('ports and cidrs are both empty: that would accelerate every TCP connection of the cgroup '
                       '(and skip netfilter for them). Give ports or cidrs, or scope=all to really mean every one')
@@ -101,7 +102,6 @@ class SockmapDeployment(object):
             self.fail('scope=all contradicts the ports/cidrs given: drop scope or the filters')
         bpf_loader.require_bpffs()
         bpf_loader.require_bcc()
-        cgroup = bpf_loader.resolve_cgroup(p['cgroup'], p['container'], self.run_command)
         sizes = ['-DSOCKMAP_MAX_SOCKETS=%d' % p['max_sockets'], '-DSOCKMAP_MAX_PORTS=%d' % max(64, len(ports)),
                  '-DSOCKMAP_MAX_CIDRS=%d' % max(64, len(cidrs))]
         digest = bpf_loader.source_digest(p['bpf_sources'], sizes)

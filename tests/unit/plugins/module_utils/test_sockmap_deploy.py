@@ -22,6 +22,7 @@ def nothing_on_the_system(monkeypatch):
     def reached():
         raise AssertionError('validation let a bad input through to the system')
     monkeypatch.setattr(bpf_loader, 'require_bpffs', reached)
+    monkeypatch.setattr(bpf_loader, 'resolve_cgroup', lambda cgroup, container, run_command: '/sys/fs/cgroup/unified')
 
 
 @pytest.mark.parametrize('change,error,message', [
