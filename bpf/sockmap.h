@@ -9,6 +9,14 @@
  * Keys keep both ports in host order, so the two programs build the same key for the same socket.
  * Addresses are kept as IPv6, IPv4 ones mapped (::ffff:a.b.c.d), so an AF_INET socket and an
  * AF_INET6 dual-stack socket talking to it find each other.
+ *
+ * Why a key cannot name a socket of another namespace: the 4-tuple alone repeats across network
+ * namespaces (two containers' loopbacks, two namespace pairs with the same addresses on their own
+ * veths). So a key also holds both ends' initial sequence numbers as seen at ESTABLISHED (snd_nxt and
+ * rcv_nxt then: the client's snd_nxt is the server's rcv_nxt and vice versa), which only the two ends
+ * of one connection share, and for loopback addresses, whose two ends are always in one namespace,
+ * that namespace's cookie too. Each socket keeps its peer's key in its socket storage
+ * (struct sock_state), written by the sock_ops program, so the sk_msg program never rebuilds it.
  */
 #ifndef EBPF_NETWORKING_SOCKMAP_H
 #define EBPF_NETWORKING_SOCKMAP_H
@@ -22,6 +30,19 @@
 #ifndef SOCKMAP_MAX_CIDRS
 #define SOCKMAP_MAX_CIDRS 64
 #endif
+/* errno values sock_hash_update returns (negated), for the failure counters */
+#ifndef E2BIG
+#define E2BIG 7
+#endif
+#ifndef ENOMEM
+#define ENOMEM 12
+#endif
+#ifndef EBUSY
+#define EBUSY 16
+#endif
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 #ifndef AF_INET
 #define AF_INET 2
 #endif
@@ -34,12 +55,33 @@ struct sock_key {
 	__u32 remote_ip[4];
 	__u32 local_port;   /* host byte order */
 	__u32 remote_port;  /* host byte order */
+	__u32 local_seq;    /* snd_nxt at ESTABLISHED: this end's initial sequence number + 1 */
+	__u32 remote_seq;   /* rcv_nxt at ESTABLISHED: the peer's initial sequence number + 1 */
+	__u64 netns;        /* netns cookie for loopback addresses, 0 for others */
+};
+
+/* Whether a socket's sending direction redirects. A direction decides at its first message and
+ * only ever goes from UNDECIDED/REDIRECT to TCP: once a byte went through TCP, a later redirected
+ * byte would overtake it (the receiver reads the redirected queue first). */
+enum sock_direction {
+	SOCK_DIR_UNDECIDED = 0,
+	SOCK_DIR_REDIRECT,
+	SOCK_DIR_TCP,
+};
+
+/* per-socket storage (sockmap_state) */
+struct sock_state {
+	struct sock_key peer;
+	__u32 direction;
+	__u32 reserved;
 };
 
 /* sockmap_config[0], written by user space */
 struct sockmap_config {
 	__u32 match_ports; /* 1: only sockets whose local or remote port is in sockmap_ports */
 	__u32 match_cidrs; /* 1: only sockets whose remote address is in sockmap_cidrs */
+	__u32 redirect;    /* 0: draining before removal, every message goes through TCP */
+	__u32 reserved;
 };
 
 /* LPM trie key: prefix length over the mapped IPv6 address (so /8 of IPv4 is /104) */
@@ -54,12 +96,20 @@ struct sockmap_meta {
 	char cgroup[256];
 };
 
+/* plugins/module_utils/sockmap_keys.py COUNTERS names these in this order */
 enum sockmap_counter {
 	SOCKMAP_CNT_SOCKETS_ADDED = 0,
-	SOCKMAP_CNT_SOCKETS_SKIPPED,
+	SOCKMAP_CNT_SOCKETS_SKIPPED,     /* filters did not match */
+	SOCKMAP_CNT_INSERT_FULL,         /* SOCKHASH full (E2BIG/ENOMEM) */
+	SOCKMAP_CNT_INSERT_KEY_TAKEN,    /* EEXIST */
+	SOCKMAP_CNT_INSERT_BUSY,         /* EBUSY: the socket already runs another deployment's sk_msg */
+	SOCKMAP_CNT_INSERT_REFUSED,      /* any other error, e.g. EINVAL for a socket with an ULP */
+	SOCKMAP_CNT_NO_STORAGE,          /* socket storage could not be created */
 	SOCKMAP_CNT_MSGS_REDIRECTED,
 	SOCKMAP_CNT_BYTES_REDIRECTED,
-	SOCKMAP_CNT_MSGS_PASSED,
+	SOCKMAP_CNT_MSGS_PASSED,         /* peer not in the map: not local, or not accelerated */
+	SOCKMAP_CNT_MSGS_PASSED_TCP_DIR, /* the direction had already used TCP */
+	SOCKMAP_CNT_MSGS_PASSED_DRAINING,
 	SOCKMAP_CNT_MAX,
 };
 
@@ -90,6 +140,15 @@ enum sockmap_counter {
 		(dst)[2] = SOCKMAP_CTX_U32((ctx_words)[2]); \
 		(dst)[3] = SOCKMAP_CTX_U32((ctx_words)[3]); \
 	} while (0)
+
+static __always_inline int sockmap_is_loopback(const __u32 *ip)
+{
+	if (ip[0] || ip[1])
+		return 0;
+	if (ip[2] == 0)
+		return ip[3] == bpf_htonl(1);                                 /* ::1 */
+	return ip[2] == bpf_htonl(0x0000ffff) && (ip[3] & 0xff) == 127;    /* 127.0.0.0/8 */
+}
 
 static __always_inline void sockmap_set_ip4(__u32 *dst, __u32 ip4)
 {

@@ -3,10 +3,12 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Python mirror of bpf/sockmap.h: socket keys, filter entries and their byte order.
 
-The kernel hands both programs local_port in host byte order and remote_port as the network-order
-16-bit port shifted into a u32 (so ntohl() of the field is the port). key_from_sock_ops() and
-peer_key_from_sk_msg() do exactly what the two BPF programs do with those fields, so tests can
-check that they meet.
+The kernel hands the sock_ops program local_port in host byte order and remote_port as the
+network-order 16-bit port shifted into a u32 (so ntohl() of the field is the port). A key is the
+4-tuple, both ends' sequence numbers at ESTABLISHED (snd_nxt, rcv_nxt) and, for loopback addresses,
+the namespace cookie. key_from_sock_ops() and peer_key_from_sock_ops() do exactly what
+bpf/sockops.bpf.c does for a socket's own key and the peer key it keeps in the socket's storage,
+so tests can check that the two ends of one connection meet and nothing else does.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -17,11 +19,14 @@ import struct
 
 from ansible_collections.ebpf.networking.plugins.module_utils.inet import mapped, unmapped
 
-KEY = struct.Struct('=16s16sII')
+KEY = struct.Struct('=16s16sIIIIQ')
 CIDR_KEY = struct.Struct('=I16s')
-CONFIG = struct.Struct('=II')
+CONFIG = struct.Struct('=IIII')  # match_ports, match_cidrs, redirect, reserved
 META = struct.Struct('=32s256s')
-COUNTERS = ('sockets_added', 'sockets_skipped', 'msgs_redirected', 'bytes_redirected', 'msgs_passed')
+# enum sockmap_counter, in order
+COUNTERS = ('sockets_added', 'sockets_skipped', 'insert_failed_full', 'insert_failed_key_taken',
+            'insert_failed_busy', 'insert_failed_other', 'insert_failed_no_storage', 'msgs_redirected',
+            'bytes_redirected', 'msgs_passed', 'msgs_passed_tcp_direction', 'msgs_passed_draining')
 AF_INET, AF_INET6 = 2, 10
 
 
@@ -38,23 +43,35 @@ def ntohl(value):
     return struct.unpack('>I', struct.pack('=I', value))[0]
 
 
-def key(local_ip, local_port, remote_ip, remote_port):
-    return KEY.pack(mapped(local_ip), mapped(remote_ip), local_port, remote_port)
+def is_loopback(ip):
+    addr = ipaddress.ip_address(u'%s' % ip)
+    if addr.version == 6 and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
 
 
-def key_from_sock_ops(local_ip, remote_ip, local_port_field, remote_port_field):
-    """What bpf/sockops.bpf.c stores for a socket."""
-    return KEY.pack(mapped(local_ip), mapped(remote_ip), local_port_field, ntohl(remote_port_field))
+def key(local_ip, local_port, remote_ip, remote_port, local_seq=0, remote_seq=0, netns=0):
+    return KEY.pack(mapped(local_ip), mapped(remote_ip), local_port, remote_port, local_seq, remote_seq, netns)
 
 
-def peer_key_from_sk_msg(local_ip, remote_ip, local_port_field, remote_port_field):
-    """What bpf/sockredir.bpf.c looks up when the socket (local, remote) sends: its peer's key."""
-    return KEY.pack(mapped(remote_ip), mapped(local_ip), ntohl(remote_port_field), local_port_field)
+def key_from_sock_ops(local_ip, remote_ip, local_port_field, remote_port_field, snd_nxt, rcv_nxt, netns_cookie):
+    """What bpf/sockops.bpf.c stores a socket under."""
+    return key(local_ip, local_port_field, remote_ip, ntohl(remote_port_field), snd_nxt, rcv_nxt,
+               netns_cookie if is_loopback(remote_ip) else 0)
+
+
+def peer_key_from_sock_ops(local_ip, remote_ip, local_port_field, remote_port_field, snd_nxt, rcv_nxt, netns_cookie):
+    """The peer key bpf/sockops.bpf.c keeps in the socket's storage, which bpf/sockredir.bpf.c looks up."""
+    return key(remote_ip, ntohl(remote_port_field), local_ip, local_port_field, rcv_nxt, snd_nxt,
+               netns_cookie if is_loopback(remote_ip) else 0)
 
 
 def decode_key(raw):
-    local, remote, lport, rport = KEY.unpack(raw)
-    return {'local': '%s:%d' % (unmapped(local), lport), 'remote': '%s:%d' % (unmapped(remote), rport)}
+    local, remote, lport, rport, _lseq, _rseq, netns = KEY.unpack(raw)
+    out = {'local': '%s:%d' % (unmapped(local), lport), 'remote': '%s:%d' % (unmapped(remote), rport)}
+    if netns:
+        out['netns_cookie'] = netns
+    return out
 
 
 def normalize_ports(ports):
@@ -97,7 +114,7 @@ def cidr_from_key(raw):
 
 def socket_matches(raw_key, ports, cidrs):
     """Does a socket key pass the filters (as the sock_ops program decides)?"""
-    local, remote, lport, rport = KEY.unpack(raw_key)
+    _local, remote, lport, rport = KEY.unpack(raw_key)[:4]
     if ports and lport not in ports and rport not in ports:
         return False
     if cidrs:

@@ -15,12 +15,24 @@ description:
   - Compiles C(bpf/sockops.bpf.c) and C(bpf/sockredir.bpf.c) with bcc, pins both programs and their
     maps under C(/sys/fs/bpf/ebpf_networking/<name>/), attaches the C(sock_ops) program to a cgroup
     v2 directory and the C(sk_msg) verdict program to the SOCKHASH.
-  - Every established TCP socket in that cgroup (and its children) that passes the I(ports) and
-    I(cidrs) filters goes into the SOCKHASH; a message sent on such a socket goes straight to its
-    peer socket's receive queue when the peer is in the map too (both ends on this host), skipping
-    the TCP/IP stack. Other traffic is untouched.
-  - Changing only the filters updates the maps in place and drops sockets that no longer match.
-    C(state=absent) detaches both programs and removes the pins, also when a crash left only part
+  - Every TCP socket in that cgroup (and its children) that passes the I(ports) and I(cidrs) filters
+    goes into the SOCKHASH when it is established; a message sent on such a socket goes straight to
+    its peer socket's receive queue when the peer is in the map too, skipping the TCP/IP stack.
+    Other traffic is untouched.
+  - Safety rules. B(Namespaces) - a socket's key is its 4-tuple, both ends' initial sequence numbers
+    and, for loopback addresses, its network namespace's cookie; its peer's key is kept in the
+    socket's own storage. Only the two ends of one connection share such a key, so bytes are never
+    delivered into a socket of another namespace, also when namespaces (containers) use the same
+    addresses and ports or a socket in CLOSE_WAIT is still in the map. B(Local only) - only sockets
+    of this host are in the map, so only connections whose both ends are on this host are ever
+    redirected. B(Order) - each direction of a connection decides at its first message; if the peer
+    is not in the map then, that direction uses TCP for good; a direction that once used TCP never
+    redirects again (the receiver reads redirected bytes first, so they would overtake).
+    B(No loss) - a filter change never removes sockets (it applies to new connections); a reload and
+    C(state=absent) first stop every redirect (a flag the sk_msg program reads), wait I(drain_timeout)
+    for receivers to read what was already redirected to them, and only then remove the sockets.
+  - What remains unsafe is in the notes.
+  - C(state=absent) detaches both programs and removes the pins, also when a crash left only part
     of them; accelerated connections fall back to the normal path and keep working.
   - The action plugin of this module ships the BPF sources from the collection to the target.
 author:
@@ -31,10 +43,11 @@ requirements:
 attributes:
   check_mode:
     support: full
-    description: Reports what would change from the pins and the cgroup's attachments.
+    description: Reports what would change from the pins and the cgroup's attachments; compiles, loads and
+      changes nothing.
   diff_mode:
     support: full
-    description: Shows the filters before and after.
+    description: Shows state, cgroup and filters before and after, also for C(state=absent).
 options:
   name:
     description: Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
@@ -56,16 +69,35 @@ options:
     type: str
   ports:
     description:
-      - Accelerate only sockets whose local or remote port is in this list. Empty means every port; use
-        I(ports) or I(cidrs) so it does not grab every local connection.
+      - Accelerate only sockets whose local or remote port is in this list.
+      - I(ports) or I(cidrs) is required unless I(scope=all).
+      - A change applies to connections established after it; established ones keep their path.
     type: list
     elements: int
     default: []
   cidrs:
-    description: Accelerate only sockets whose remote address is in one of these networks (IPv4 or IPv6).
+    description:
+      - Accelerate only sockets whose remote address is in one of these networks (IPv4 or IPv6).
+      - I(ports) or I(cidrs) is required unless I(scope=all).
     type: list
     elements: str
     default: []
+  scope:
+    description:
+      - C(filtered) accelerates only what I(ports) and I(cidrs) select and refuses to run without either.
+      - C(all) accelerates every TCP connection between two sockets of the cgroup. Those connections skip
+        netfilter, tc and packet capture on their loopback or veth path, so firewall rules between local
+        processes or containers no longer apply to them. Use it only when that is intended.
+    type: str
+    choices: [filtered, all]
+    default: filtered
+  drain_timeout:
+    description:
+      - Seconds a reload or C(state=absent) waits, after stopping every redirect, before it removes the
+        sockets from the map (0-60). Bytes already redirected to a socket whose application has not read
+        them by then are discarded; raise it for receivers that may stall.
+    type: float
+    default: 1.0
   max_sockets:
     description: Capacity of the SOCKHASH; sockets beyond it are simply not accelerated.
     type: int
@@ -76,6 +108,18 @@ options:
     type: dict
 notes:
   - Redirected data bypasses netfilter, tc and tcpdump on the loopback or veth path.
+  - What can still go wrong. Bytes redirected to a receiver that does not read them within I(drain_timeout)
+    of a reload or C(state=absent) are lost (the sender's write had succeeded). A connection established
+    with TCP Fast Open data in its SYN is expected not to be accelerated (the sequence numbers in the two
+    keys differ); this was not tested.
+  - Upper-layer protocols. A socket that already has an ULP (kTLS, MPTCP subflows) is refused by the kernel
+    (counted in C(insert_failed_other)). A socket that turns on kTLS B(after) it was inserted keeps being
+    redirected, as plaintext, which is safe only when both ends use kTLS. This kernel offers no C(tls) ULP
+    (C(/proc/sys/net/ipv4/tcp_available_ulp)), so this was not tested; do not accelerate ports whose
+    applications use kTLS.
+  - Non-loopback keys do not hold the namespace (the peer is in another one); two connections in two
+    namespaces share a key only with the same 4-tuple and the same two initial sequence numbers, which the
+    kernel draws from a keyed hash plus a clock of 64 ns ticks.
 seealso:
   - module: ebpf.networking.xdp_proxy
 '''
@@ -84,6 +128,13 @@ EXAMPLES = r'''
 - name: Accelerate connections to and from port 80 on this host
   ebpf.networking.sockmap_redirect:
     ports: [80]
+
+- name: Every local TCP connection of one cgroup (they skip netfilter), with a longer drain on removal
+  ebpf.networking.sockmap_redirect:
+    name: batch
+    cgroup: batch.slice
+    scope: all
+    drain_timeout: 5
 
 - name: Only loopback traffic of one cgroup
   ebpf.networking.sockmap_redirect:
@@ -99,7 +150,7 @@ EXAMPLES = r'''
 RETURN = r'''
 prog_ids:
   description: Kernel ids of the sock_ops and sk_msg programs.
-  returned: state=present and not check mode
+  returned: state=present and the deployment exists (also in check mode)
   type: dict
   sample: {sock_ops: 301, sk_msg: 302}
 cgroup:
@@ -113,17 +164,46 @@ pin_path:
   type: str
 sockets:
   description: Number of sockets in the SOCKHASH now.
-  returned: state=present and not check mode
+  returned: state=present and the deployment exists (also in check mode)
   type: int
 socket_sample:
-  description: Up to 20 sockets in the SOCKHASH, as local and remote address:port.
-  returned: state=present and not check mode
+  description: Up to 20 sockets in the SOCKHASH, as local and remote address:port, and the namespace cookie
+    (netns_cookie) for loopback sockets.
+  returned: state=present and the deployment exists (also in check mode)
   type: list
   elements: dict
+  sample: [{local: '127.0.0.1:80', remote: '127.0.0.1:45123', netns_cookie: 4096}]
 counters:
-  description: sockets_added, sockets_skipped, msgs_redirected, bytes_redirected, msgs_passed.
-  returned: state=present and not check mode
+  description:
+    - Totals since the programs were loaded (a reload starts again from 0).
+    - C(sockets_added) sockets put in the map; C(sockets_skipped) established sockets the filters left out.
+    - Failed inserts by cause, C(insert_failed_full) (map full, raise I(max_sockets)), C(insert_failed_key_taken),
+      C(insert_failed_busy) (the socket runs another deployment's sk_msg program), C(insert_failed_no_storage),
+      C(insert_failed_other) (e.g. a socket with an ULP).
+    - C(msgs_redirected) and C(bytes_redirected); passes, C(msgs_passed) (peer not in the map, i.e. not on this
+      host or not accelerated), C(msgs_passed_tcp_direction) (the direction had already used TCP),
+      C(msgs_passed_draining) (during a reload or removal).
+  returned: state=present and the deployment exists (also in check mode)
   type: dict
+  sample: {sockets_added: 4, sockets_skipped: 0, insert_failed_full: 0, insert_failed_key_taken: 0,
+           insert_failed_busy: 0, insert_failed_no_storage: 0, insert_failed_other: 0, msgs_redirected: 17,
+           bytes_redirected: 8388672, msgs_passed: 1, msgs_passed_tcp_direction: 3, msgs_passed_draining: 0}
+sockhash:
+  description: The SOCKHASH map as the kernel describes it.
+  returned: state=present and the deployment exists (also in check mode)
+  type: dict
+  sample: {type: sockhash, type_id: 18, id: 77, key_size: 56, value_size: 4, max_entries: 65535, flags: 0,
+           name: sockmap_socks}
+drained_seconds:
+  description: Seconds waited for receivers after stopping redirects (reload or absent with sockets in the map);
+    null when no drain was needed.
+  returned: always
+  type: float
+diff:
+  description: State, cgroup and filters before and after (also without C(--diff)).
+  returned: always
+  type: dict
+  sample: {before: {state: absent}, after: {state: present, cgroup: /sys/fs/cgroup/unified, ports: [80], cidrs: []}}
 ports:
   description: The port filter as applied.
   returned: state=present
@@ -142,300 +222,13 @@ changes:
 '''
 
 import os
-import struct
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
-from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_keys as sk
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
-
-SOCKOPS = 'ebn_sockops'
-SKMSG = 'ebn_sk_msg'
-MAPS = ('sockmap_socks', 'sockmap_ports', 'sockmap_cidrs', 'sockmap_config', 'sockmap_stats', 'sockmap_meta')
-U32 = struct.Struct('=I')
-U64 = struct.Struct('=Q')
-
-
-class Sockmap(object):
-    def __init__(self, module):
-        self.module = module
-        self.p = module.params
-        self.pins = bpf_loader.PinSet(self.p['name'])
-        self.changes = []
-
-    def fail(self, msg, **kw):
-        self.module.fail_json(msg=msg, changes=self.changes, pin_path=self.pins.path,
-                              invocation=bpf_loader.invocation(self.p), **kw)
-
-    # -- reading the pins --
-    def open_maps(self, base=None):
-        fds = {}
-        try:
-            for name in MAPS:
-                fds[name] = bpf_syscall.obj_get(self.pins.map_path(name, base))
-        except bpf_syscall.BpfError:
-            close_all(fds)
-            return None
-        return fds
-
-    def read_state(self, fds):
-        meta = bpf_syscall.map_lookup(fds['sockmap_meta'], U32.pack(0), sk.META.size)
-        digest, cgroup = sk.META.unpack(meta)
-        ports = sorted(U32.unpack(k)[0] for k in bpf_syscall.map_keys(fds['sockmap_ports'], 4))
-        cidr_keys = bpf_syscall.map_keys(fds['sockmap_cidrs'], sk.CIDR_KEY.size)
-        cidrs = sk.normalize_cidrs(sk.cidr_from_key(k) for k in cidr_keys)
-        return {'digest': digest, 'cgroup': cgroup.split(b'\0', 1)[0].decode(), 'ports': ports, 'cidrs': cidrs}
-
-    def attached_ids(self, cgroup):
-        try:
-            return bpf_loader.cgroup_query(cgroup, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
-        except (OSError, bpf_syscall.BpfError):
-            return []
-
-    # -- present --
-    def present(self):
-        p = self.p
-        if not p['bpf_sources'] or 'sockops.bpf.c' not in p['bpf_sources']:
-            self.fail('bpf_sources has no sockops.bpf.c: run this module through its action plugin (the '
-                      'ebpf.networking collection must be installed on the controller)')
-        if not 1 <= p['max_sockets'] <= 1048576:
-            self.fail('max_sockets %d is out of range: use 1-1048576' % p['max_sockets'])
-        ports = sk.normalize_ports(p['ports'])
-        cidrs = sk.normalize_cidrs(p['cidrs'])
-        bpf_loader.require_bpffs()
-        bpf_loader.require_bcc()
-        cgroup = bpf_loader.resolve_cgroup(p['cgroup'], p['container'], self.module.run_command)
-        sizes = ['-DSOCKMAP_MAX_SOCKETS=%d' % p['max_sockets'], '-DSOCKMAP_MAX_PORTS=%d' % max(64, len(ports)),
-                 '-DSOCKMAP_MAX_CIDRS=%d' % max(64, len(cidrs))]
-        digest = bpf_loader.source_digest(p['bpf_sources'], sizes)
-
-        if os.path.isdir(self.pins.staging):
-            self.changes.append('remove half-pinned staging directory left by an interrupted run')
-            if not self.module.check_mode:
-                self.pins.clear_staging()
-        fds = self.open_maps() if self.pins.exists() else None
-        state = self.read_state(fds) if fds else None
-        complete = fds is not None and self.pins.has_prog(SOCKOPS) and self.pins.has_prog(SKMSG)
-        if self.pins.exists() and not complete:
-            self.changes.append('replace damaged pins')
-        reload = not complete or state['digest'] != digest
-        if complete and reload:
-            self.changes.append('reload programs (source or sizes changed)')
-        elif not complete:
-            self.changes.append('load and pin programs in %s' % self.pins.path)
-        old_id = self.pins.prog_id(SOCKOPS)
-        attached_here = bool(old_id) and old_id in self.attached_ids(cgroup)
-        old_cgroup = state['cgroup'] if state else None
-        if old_cgroup and old_cgroup != cgroup and old_id in self.attached_ids(old_cgroup):
-            self.changes.append('detach sock_ops from %s' % old_cgroup)
-        if not attached_here or reload:
-            self.changes.append('attach sock_ops to %s' % cgroup)
-        before = {'ports': state['ports'], 'cidrs': state['cidrs']} if state else {'ports': [], 'cidrs': []}
-        after = {'ports': ports, 'cidrs': cidrs}
-        if before != after or reload:
-            self.changes.append('filters: ports %s, cidrs %s' % (ports or 'any', cidrs or 'any'))
-        result = dict(changed=bool(self.changes), changes=self.changes, cgroup=cgroup, pin_path=self.pins.path,
-                      ports=ports, cidrs=cidrs, diff={'before': before, 'after': after})
-        if self.module.check_mode or not self.changes:
-            if fds:
-                result.update(self.report(fds))
-                close_all(fds)
-            return result
-
-        try:
-            if reload:
-                if fds:
-                    close_all(fds)
-                    fds = None
-                self.reload(sizes, digest, cgroup, ports, cidrs, old_id, old_cgroup)
-            else:
-                if before != after:
-                    self.write_filters(fds, ports, cidrs)
-                    self.drop_unmatched(fds, ports, cidrs)
-                if not attached_here:
-                    prog_fd = self.pins.open_prog(SOCKOPS)
-                    try:
-                        bpf_loader.cgroup_attach(cgroup, prog_fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
-                    finally:
-                        os.close(prog_fd)
-                    self.write_meta(fds, state['digest'], cgroup)
-                if old_cgroup and old_cgroup != cgroup:
-                    self.detach_sockops(old_cgroup, old_id)
-        finally:
-            if fds:
-                close_all(fds)
-        fds = self.open_maps()
-        try:
-            result.update(self.report(fds))
-        finally:
-            close_all(fds)
-        return result
-
-    def reload(self, sizes, digest, cgroup, ports, cidrs, old_id, old_cgroup):
-        self.pins.clear_staging()
-        if not os.path.isdir(self.pins.root):
-            os.mkdir(self.pins.root, 0o700)
-        os.mkdir(self.pins.staging, 0o700)
-        pin_flag = ['-DSOCKMAP_PIN_DIR="%s"' % self.pins.staging]
-        attached = []
-        try:
-            # bcc creates and pins the maps (BPF_TABLE_PINNED) when compiling sockops; sockredir opens them
-            ops_bpf, ops_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockops.bpf.c', sizes + pin_flag,
-                                                           {SOCKOPS: 'sock_ops'})
-            msg_bpf, msg_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockredir.bpf.c',
-                                                           sizes + pin_flag, {SKMSG: 'sk_msg'})
-            bpf_syscall.obj_pin(ops_fds[SOCKOPS], self.pins.prog_path(SOCKOPS, self.pins.staging))
-            bpf_syscall.obj_pin(msg_fds[SKMSG], self.pins.prog_path(SKMSG, self.pins.staging))
-            fds = self.open_maps(self.pins.staging)
-            if fds is None:
-                raise LoaderError('bcc did not pin the maps under %s' % self.pins.staging)
-            try:
-                self.write_filters(fds, ports, cidrs)
-                self.write_meta(fds, digest, cgroup)
-                bpf_syscall.prog_attach(fds['sockmap_socks'], msg_fds[SKMSG], bpf_loader.ATTACH_SK_MSG_VERDICT)
-                bpf_loader.cgroup_attach(cgroup, ops_fds[SOCKOPS], bpf_loader.ATTACH_CGROUP_SOCK_OPS)
-                attached.append((cgroup, ops_fds[SOCKOPS]))
-            finally:
-                close_all(fds)
-            # the old program goes only once the new one is in place: no gap for new connections
-            if old_id:
-                self.detach_sockops(old_cgroup or cgroup, old_id)
-                self.clear_sockets(self.pins.path)  # those sockets go back to the normal path
-        except Exception:
-            for path, fd in attached:
-                bpf_loader.cgroup_detach(path, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
-            self.pins.clear_staging()
-            raise
-        self.pins.commit_staging()
-        del ops_bpf, msg_bpf
-
-    def write_filters(self, fds, ports, cidrs):
-        bpf_syscall.map_clear(fds['sockmap_ports'], 4)
-        bpf_syscall.map_clear(fds['sockmap_cidrs'], sk.CIDR_KEY.size)
-        for port in ports:
-            bpf_syscall.map_update(fds['sockmap_ports'], U32.pack(port), b'\x01')
-        for cidr in cidrs:
-            bpf_syscall.map_update(fds['sockmap_cidrs'], sk.cidr_key(cidr), b'\x01')
-        bpf_syscall.map_update(fds['sockmap_config'], U32.pack(0), sk.CONFIG.pack(1 if ports else 0, 1 if cidrs else 0))
-
-    def drop_unmatched(self, fds, ports, cidrs):
-        for k in bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size):
-            if not sk.socket_matches(k, ports, cidrs):
-                bpf_syscall.map_delete(fds['sockmap_socks'], k)
-
-    def write_meta(self, fds, digest, cgroup):
-        bpf_syscall.map_update(fds['sockmap_meta'], U32.pack(0), sk.META.pack(digest, cgroup.encode()[:255]))
-
-    def detach_sockops(self, cgroup, prog_id):
-        if not prog_id or prog_id not in self.attached_ids(cgroup):
-            return False
-        fd = bpf_syscall.prog_fd_by_id(prog_id)
-        try:
-            bpf_loader.cgroup_detach(cgroup, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
-        finally:
-            os.close(fd)
-        return True
-
-    def report(self, fds):
-        ncpus = bpf_syscall.possible_cpus()
-        raw_stats = {}
-        for i, name in enumerate(sk.COUNTERS):
-            raw = bpf_syscall.map_lookup(fds['sockmap_stats'], U32.pack(i), 8 * ncpus)
-            raw_stats[name] = sum(U64.unpack_from(raw, 8 * c)[0] for c in range(ncpus)) if raw else 0
-        keys = bpf_syscall.map_keys(fds['sockmap_socks'], sk.KEY.size, limit=self.p['max_sockets'])
-        return dict(prog_ids={'sock_ops': self.pins.prog_id(SOCKOPS), 'sk_msg': self.pins.prog_id(SKMSG)},
-                    sockets=len(keys), socket_sample=[sk.decode_key(k) for k in keys[:20]], counters=raw_stats,
-                    sockhash=bpf_syscall.map_info(fds['sockmap_socks']))
-
-    # -- absent --
-    def absent(self):
-        fds = self.open_maps() if self.pins.exists() else None
-        state = self.read_state(fds) if fds else None
-        if fds:
-            close_all(fds)
-        # where our sock_ops may be attached: the recorded cgroup, and the v2 root (the default)
-        cgroups = [c for c in ((state or {}).get('cgroup'), bpf_loader.cgroup2_root()) if c]
-        ours = set(i for i in (self.pins.prog_id(SOCKOPS),) if i)
-        for cgroup in dict.fromkeys(cgroups):
-            for prog_id in self.attached_ids(cgroup):
-                if prog_id in ours or (not ours and self.is_orphan(prog_id)):
-                    self.changes.append('detach sock_ops program %d from %s' % (prog_id, cgroup))
-                    if not self.module.check_mode:
-                        if not self.pins.exists() or not os.path.exists(self.pins.map_path('sockmap_socks')):
-                            self.clear_sockhash_of(prog_id)  # pins lost: find the map through the program
-                        self.detach_sockops(cgroup, prog_id)
-        if self.pins.exists() or os.path.isdir(self.pins.staging):
-            self.changes.append('remove pins %s (the SOCKHASH and its sk_msg attachment go with them)'
-                                % self.pins.path)
-            if not self.module.check_mode:
-                self.detach_sk_msg()
-                self.clear_sockets(self.pins.path)
-                self.pins.remove()
-        return dict(changed=bool(self.changes), changes=self.changes, pin_path=self.pins.path,
-                    cgroup=(state or {}).get('cgroup'))
-
-    def is_orphan(self, prog_id):
-        """A sock_ops program of ours whose pins are gone (a crash): ours by name, pinned nowhere."""
-        try:
-            fd = bpf_syscall.prog_fd_by_id(prog_id)
-        except bpf_syscall.BpfError:
-            return False
-        try:
-            info = bpf_syscall.prog_info(fd)
-        finally:
-            os.close(fd)
-        if info['name'] != SOCKOPS[:15]:
-            return False
-        for other in bpf_loader.list_deployments():
-            if other != self.p['name'] and bpf_loader.PinSet(other).prog_id(SOCKOPS) == prog_id:
-                return False
-        return True
-
-    def clear_sockets(self, base):
-        """Empty a SOCKHASH. Each socket in it holds the sk_msg program, which holds the map: without
-        this, unpinning leaves that cycle (and the accelerated sockets) alive."""
-        path = self.pins.map_path('sockmap_socks', base)
-        if not os.path.exists(path):
-            return
-        fd = bpf_syscall.obj_get(path)
-        try:
-            bpf_syscall.map_clear(fd, sk.KEY.size)
-        finally:
-            os.close(fd)
-
-    def clear_sockhash_of(self, prog_id):
-        fd = bpf_syscall.prog_fd_by_id(prog_id)
-        try:
-            map_ids = bpf_syscall.prog_map_ids(fd)
-        finally:
-            os.close(fd)
-        for map_id in map_ids:
-            mfd = bpf_syscall.map_fd_by_id(map_id)
-            try:
-                if bpf_syscall.map_info(mfd)['name'] == 'sockmap_socks':
-                    bpf_syscall.map_clear(mfd, sk.KEY.size)
-            finally:
-                os.close(mfd)
-
-    def detach_sk_msg(self):
-        if not (self.pins.has_prog(SKMSG) and os.path.exists(self.pins.map_path('sockmap_socks'))):
-            return
-        prog_fd = self.pins.open_prog(SKMSG)
-        map_fd = self.pins.open_map('sockmap_socks')
-        try:
-            bpf_syscall.prog_detach(map_fd, prog_fd, bpf_loader.ATTACH_SK_MSG_VERDICT)
-        except bpf_syscall.BpfError:
-            pass  # not attached: nothing to undo
-        finally:
-            os.close(prog_fd)
-            os.close(map_fd)
-
-
-def close_all(fds):
-    for fd in fds.values():
-        os.close(fd)
-    fds.clear()
+from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_deploy import SockmapDeployment, SockmapError
+from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_keys import SockmapConfigError
 
 
 def main():
@@ -448,6 +241,8 @@ def main():
             ports=dict(type='list', elements='int', default=[]),
             cidrs=dict(type='list', elements='str', default=[]),
             max_sockets=dict(type='int', default=65535),
+            scope=dict(type='str', default='filtered', choices=['filtered', 'all']),
+            drain_timeout=dict(type='float', default=1.0),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('cgroup', 'container')],
@@ -455,15 +250,22 @@ def main():
     )
     if os.geteuid() != 0:
         module.fail_json(msg='sockmap_redirect must run as root (become: true): loading BPF needs CAP_BPF/CAP_NET_ADMIN')
-    sockmap = Sockmap(module)
+    sockmap = None
     try:
-        bpf_loader.validate_name(module.params['name'])
-        result = sockmap.present() if module.params['state'] == 'present' else sockmap.absent()
-    except (LoaderError, sk.SockmapConfigError) as e:
-        sockmap.fail(str(e))
+        sockmap = SockmapDeployment(module.params, check_mode=module.check_mode, run_command=module.run_command)
+        result = sockmap.apply()
+    except (SockmapError, LoaderError, SockmapConfigError) as e:
+        fail(module, sockmap, str(e))
     except Exception as e:  # pylint: disable=broad-except
-        sockmap.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+        fail(module, sockmap, 'unexpected error: %s' % e, exception=traceback.format_exc())
     module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
+
+
+def fail(module, sockmap, msg, **kw):
+    """Fail with what was done so far; the deployment is None when the name itself was refused."""
+    if sockmap is not None:
+        kw.update(changes=sockmap.changes, pin_path=sockmap.pins.path)
+    module.fail_json(msg=msg, invocation=bpf_loader.invocation(module.params), **kw)
 
 
 if __name__ == '__main__':

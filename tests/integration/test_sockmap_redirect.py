@@ -24,7 +24,7 @@ PIN = '/sys/fs/bpf/ebpf_networking/sockmap_test'
 def sockmap(check_mode=False, **args):
     args.setdefault('name', 'sockmap_test')
     if args.get('state', 'present') == 'present':
-        args['bpf_sources'] = read_sources(SOURCES)
+        args.setdefault('bpf_sources', read_sources(SOURCES))
     return run_module('sockmap_redirect', args, check_mode=check_mode)
 
 
@@ -86,7 +86,9 @@ def test_other_ports_are_left_alone():
 def test_filter_change_is_in_place_and_check_mode_changes_nothing():
     ids = sockmap(ports=[18090])['prog_ids']
     preview = sockmap(check_mode=True, ports=[18091], cidrs=['127.0.0.0/8'])
-    assert preview['changed'] and preview['diff']['after'] == {'ports': [18091], 'cidrs': ['127.0.0.0/8']}
+    assert preview['changed'] and preview['diff']['after'] == {'state': 'present', 'cgroup': '/sys/fs/cgroup/unified',
+                                                               'ports': [18091], 'cidrs': ['127.0.0.0/8']}
+    assert preview['diff']['before']['ports'] == [18090]
     assert sockmap(ports=[18090])['changed'] is False, 'check mode must not have applied anything'
     moved = sockmap(ports=[18091], cidrs=['127.0.0.0/8'])
     assert moved['changed'] and moved['prog_ids'] == ids, 'a filter change must not reload the programs'
@@ -101,16 +103,30 @@ def test_filter_change_is_in_place_and_check_mode_changes_nothing():
     ({'cgroup': '/sys/fs/cgroup/unified/ebn-no-such-cgroup'}, 'does not exist'),
     ({'cgroup': '/sys/fs/cgroup/cpu'}, 'not in the cgroup v2 hierarchy'),
     ({'container': 'ebn-no-such-container'}, 'ebn-no-such-container'),
+    ({'name': 'Bad Name'}, "name 'Bad Name' is invalid"),
+    ({'ports': [], 'cidrs': []}, 'Give ports or cidrs, or scope=all'),
+    ({'scope': 'all'}, 'scope=all contradicts'),
+    ({'drain_timeout': -1}, 'drain_timeout -1.0 is out of range'),
+    ({'drain_timeout': 61}, 'drain_timeout 61.0 is out of range'),
+    ({'max_sockets': 0}, 'max_sockets 0 is out of range'),
+    ({'bpf_sources': {}}, 'run this module through its action plugin'),
 ])
 def test_bad_input_fails_clearly(args, message):
-    result = sockmap(name='sockmap_bad', **args)
+    args.setdefault('name', 'sockmap_bad')
+    args.setdefault('ports', [18090])
+    result = sockmap(**args)
     assert result.get('failed') and message in result['msg'], result
+    assert 'exception' not in result, 'a bad input must not be a traceback'
     assert not os.path.exists('/sys/fs/bpf/ebpf_networking/sockmap_bad')
 
 
 def test_absent_removes_everything_and_live_connections_survive():
     sockmap(ports=[18090])
     assert os.path.isdir(PIN)
+    preview = run_module('sockmap_redirect', {'name': 'sockmap_test', 'state': 'absent'}, check_mode=True)
+    assert preview['changed'] and os.path.isdir(PIN), 'check mode must leave the deployment in place'
+    assert preview['diff'] == {'before': {'state': 'present', 'cgroup': '/sys/fs/cgroup/unified', 'ports': [18090],
+                                          'cidrs': []}, 'after': {'state': 'absent'}}
     result = run_module('sockmap_redirect', {'name': 'sockmap_test', 'state': 'absent'})
     assert result['changed'] and not os.path.exists(PIN)
     assert gone_soon(), 'no sock_ops or sk_msg program of ours may stay loaded'

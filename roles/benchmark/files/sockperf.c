@@ -5,6 +5,7 @@
  * or a UNIX socket pair (the local ceiling). Bounded by the duration given.
  *
  *   sockperf rr|bulk tcp|unix PORT SECONDS [MSG_BYTES]
+ * MSG_BYTES is the request size for rr (default 64) and the size of each write for bulk (default 64 KiB).
  * prints one JSON line: {"mode":..., "transport":..., "ops_per_sec":..., "mbytes_per_sec":...}
  */
 #include <arpa/inet.h>
@@ -40,12 +41,12 @@ static int full_io(int fd, char *buf, size_t len, int writing)
 
 static void serve(int fd, int rr, size_t msg)
 {
-	char *buf = malloc(rr ? msg : 1 << 16);
+	char *buf = malloc(rr ? msg : (msg > 1 << 16 ? msg : 1 << 16));
 	for (;;) {
 		if (rr) {
 			if (full_io(fd, buf, msg, 0) || full_io(fd, buf, msg, 1))
 				break;
-		} else if (read(fd, buf, 1 << 16) <= 0) {
+		} else if (read(fd, buf, msg > 1 << 16 ? msg : 1 << 16) <= 0) {
 			break;
 		}
 	}
@@ -64,7 +65,7 @@ int main(int argc, char **argv)
 	int tcp = strcmp(argv[2], "tcp") == 0;
 	int port = atoi(argv[3]);
 	double seconds = atof(argv[4]);
-	size_t msg = argc > 5 ? (size_t)atoi(argv[5]) : 64;
+	size_t msg = argc > 5 ? (size_t)atoi(argv[5]) : (rr ? 64 : 1 << 16);
 	int client, server;
 	pid_t child;
 
@@ -109,7 +110,7 @@ int main(int argc, char **argv)
 		client = pair[0];
 	}
 
-	size_t chunk = rr ? msg : 1 << 16;
+	size_t chunk = msg;
 	char *buf = calloc(1, chunk);
 	unsigned long long ops = 0, bytes = 0;
 	double start = now(), end = start + seconds;
