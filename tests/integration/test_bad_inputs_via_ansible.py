@@ -68,7 +68,7 @@ CASES = [
      ['snat_port_range', 'port range'], []),
     ('xdp_stats-flows-negative', 'xdp_stats', {'name': 'fl_nothing', 'flows': -1}, ['flows'], []),
     ('sockmap_redirect-name-with-space', 'sockmap_redirect', {'name': 'Bad Name', 'cgroup': '/nonexistent/fl'},
-     ['name'], [xfail('issue-11')]),
+     ['name'], []),
     ('sockmap_redirect-port-zero', 'sockmap_redirect', {'name': 'fl_bad', 'ports': [0]}, ['port'], []),
     ('sockmap_redirect-port-too-big', 'sockmap_redirect', {'name': 'fl_bad', 'ports': [70000]}, ['70000'], []),
     ('sockmap_redirect-cidr-bad', 'sockmap_redirect', {'name': 'fl_bad', 'cidrs': ['10.0.0.0/33']}, ['10.0.0.0/33'], []),
