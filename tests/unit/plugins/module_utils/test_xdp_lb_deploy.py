@@ -1,0 +1,33 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import ast
+import os
+
+import pytest
+
+from ansible_collections.ebpf.networking.plugins.module_utils import xdp_lb_deploy as d
+
+SOURCE = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', 'xdp_lb_deploy.py')
+
+
+def test_no_import_from_ansible_so_a_host_agent_can_use_it():
+    tree = ast.parse(open(SOURCE).read())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+    assert [n for n in names if n == 'ansible' or n.startswith('ansible.')] == []
+
+
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_a_bad_name_is_a_deploy_error_not_a_traceback(state):
+    with pytest.raises(d.DeployError, match="name 'Bad Name' is invalid") as err:
+        d.XdpLbDeployment({'name': 'Bad Name', 'state': state}).run()
+    assert 'exception' not in err.value.extra
+
+
+def test_defaults_fill_what_the_caller_left_out():
+    dep = d.XdpLbDeployment({'name': 'x', 'interface': 'eth0', 'max_flows': None})
+    assert dep.p['max_flows'] == d.DEFAULTS['max_flows'] and dep.p['interface'] == 'eth0'
