@@ -101,10 +101,13 @@ def test_filter_change_is_in_place_and_check_mode_changes_nothing():
     ({'cgroup': '/sys/fs/cgroup/unified/ebn-no-such-cgroup'}, 'does not exist'),
     ({'cgroup': '/sys/fs/cgroup/cpu'}, 'not in the cgroup v2 hierarchy'),
     ({'container': 'ebn-no-such-container'}, 'ebn-no-such-container'),
+    ({'name': 'Bad Name'}, "name 'Bad Name' is invalid"),
 ])
 def test_bad_input_fails_clearly(args, message):
-    result = sockmap(name='sockmap_bad', **args)
+    args.setdefault('name', 'sockmap_bad')
+    result = sockmap(**args)
     assert result.get('failed') and message in result['msg'], result
+    assert 'exception' not in result, 'a bad input must not be a traceback'
     assert not os.path.exists('/sys/fs/bpf/ebpf_networking/sockmap_bad')
 
 
