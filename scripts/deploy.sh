@@ -7,4 +7,4 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=$("$repo/scripts/bootstrap.sh")
 "$repo/scripts/install-collection.sh"
 cd "$repo"
-exec "$venv/bin/ansible-playbook" -i inventory/localhost.yml playbooks/deploy-lb.yml "$@"
+exec "$venv/bin/ansible-playbook" -i inventory/localhost.yml playbooks/lab_deploy_lb.yml "$@"

@@ -53,7 +53,7 @@ run_units() {
 }
 
 run_host() {
-  "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/prepare-host.yml)
+  "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/prepare_host.yml)
 }
 
 run_integration() {
@@ -73,8 +73,8 @@ run_molecule() {
 run_benchmark() {
   "$repo/scripts/install-collection.sh" || return 1
   local rc=0
-  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/benchmark.yml -e benchmark_profile=quick) || rc=1
-  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/teardown.yml) || rc=1
+  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/lab_benchmark.yml -e benchmark_profile=quick) || rc=1
+  (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/lab_teardown.yml) || rc=1
   return $rc
 }
 
