@@ -80,7 +80,9 @@ def desired_params(params):
 def save(kind, name, params, state_dir=None):
     """Save the desired state; returns True when the file changed (so callers can report it)."""
     path = state_path(kind, name, state_dir)
-    doc = {'version': FORMAT_VERSION, 'kind': kind, 'name': name, 'params': desired_params(params)}
+    # through JSON once, so tuples and lists compare as they will be read back
+    doc = {'version': FORMAT_VERSION, 'kind': kind, 'name': name,
+           'params': json.loads(json.dumps(desired_params(params)))}
     old = read_json(path)
     if old is not None and {k: old.get(k) for k in doc} == doc:
         return False
@@ -157,4 +159,29 @@ def save_status(kind, name, status, run_dir=None):
 
 
 def load_status(kind, name, run_dir=None):
-    return read_json(status_path(kind, name, run_dir))
+    """The agent's status of a deployment, or None (no agent, or a name no deployment can have)."""
+    try:
+        return read_json(status_path(kind, name, run_dir))
+    except StateError:
+        return None
+
+
+def persist(kind, params, applied, check_mode=False, state_dir=None):
+    """What a module does with its saved state after a successful run; returns the change lines.
+
+    applied: the run left the deployment present. persistent: save it (the agent restores it);
+    not persistent, or state=absent: forget it, so the agent stops looking after it.
+    """
+    name = params['name']
+    path = state_path(kind, name, state_dir)
+    if applied and params.get('persistent', True):
+        if check_mode:
+            doc = read_json(path)
+            same = isinstance(doc, dict) and doc.get('params') == json.loads(json.dumps(desired_params(params)))
+            return [] if same else ['save desired state to %s' % path]
+        return ['save desired state to %s' % path] if save(kind, name, params, state_dir) else []
+    if not os.path.exists(path):
+        return []
+    if not check_mode:
+        remove(kind, name, state_dir)
+    return ['remove saved state %s (the host agent no longer restores it)' % path]

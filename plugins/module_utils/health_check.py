@@ -69,6 +69,13 @@ def normalize_spec(spec, where='health_check'):
     return out
 
 
+def validate_services(services):
+    """Check the health_check of every service (the module calls this before changing anything)."""
+    for n, svc in enumerate(services or []):
+        if isinstance(svc, dict):
+            normalize_spec(svc.get('health_check'), 'services[%d].health_check' % n)
+
+
 def detection_time(spec):
     """Longest time from a backend's failure until it leaves the table: fall checks, the last one timing out."""
     return spec['interval'] * spec['fall'] + spec['timeout']
@@ -126,8 +133,78 @@ def select_serving(backends, states):
 
 
 def _state_of(states, be):
+    """states hold BackendHealth objects (the agent) or their as_dict() (the status file, read by modules)."""
     st = states.get('%s:%d' % (be['ip'], be['port']))
-    return st.state if st is not None else UP
+    if st is None:
+        return UP
+    return st.get('state', UP) if isinstance(st, dict) else st.state
+
+
+# --- the services of an xdp_proxy deployment, as the user wrote them ---------------------------
+
+def service_label(svc):
+    return '%s:%d/%s' % (svc['vip'], int(svc['port']), (svc.get('protocol') or 'tcp').lower())
+
+
+def backend_of(raw, svc):
+    """(ip, port) of a backend as the user wrote it (a string or a dict; port defaults to the service's)."""
+    if isinstance(raw, str):
+        return raw, int(svc['port'])
+    return raw['ip'], int(raw.get('port') or svc['port'])
+
+
+def health_targets(params):
+    """{service label: (spec, [(backend label, ip, check port)])} for the services with a health_check."""
+    out = {}
+    for svc in params.get('services') or []:
+        spec = normalize_spec(svc.get('health_check'))
+        if spec is None:
+            continue
+        backends = []
+        for raw in svc.get('backends') or []:
+            ip, port = backend_of(raw, svc)
+            backends.append(('%s:%d' % (ip, port), ip, spec['port'] or port))
+        out[service_label(svc)] = (spec, backends)
+    return out
+
+
+def effective_services(params, health):
+    """The saved services with down backends left out (never all of a service's backends); services
+    without a health_check are kept as they are. health: {service label: {backend label: state}}.
+
+    Returns (services, {service label: True when every backend is down and all are kept}).
+    """
+    services = []
+    all_down = {}
+    for svc in params.get('services') or []:
+        label = service_label(svc)
+        if not svc.get('health_check') or label not in health:
+            services.append(svc)
+            continue
+        keyed = []
+        for raw in svc.get('backends') or []:
+            ip, port = backend_of(raw, svc)
+            keyed.append({'ip': ip, 'port': port, 'raw': raw})
+        serving, all_down[label] = select_serving(keyed, health[label])
+        services.append(dict(svc, backends=[b['raw'] for b in serving]))
+    return services, all_down
+
+
+def agent_view(params, status, now, max_age=30):
+    """The services to apply when the host agent's status (fresher than max_age seconds) says some
+    backends are down: (services, ["backend B of S"...] left out). A module run then does not put a
+    dead backend back for the agent to take out again a second later."""
+    if not isinstance(status, dict) or not isinstance(status.get('health'), dict) or \
+            not isinstance(status.get('updated_at'), (int, float)) or now - status['updated_at'] > max_age:
+        return params.get('services'), []
+    services = effective_services(params, status['health'])[0]
+    left_out = []
+    for before, after in zip(params.get('services') or [], services):
+        kept = set('%s:%d' % backend_of(raw, after) for raw in after['backends'])
+        left_out.extend('backend %s of %s' % (label, service_label(before))
+                        for label in ('%s:%d' % backend_of(raw, before) for raw in before['backends'])
+                        if label not in kept)
+    return services, left_out
 
 
 class _Check(object):

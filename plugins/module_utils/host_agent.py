@@ -43,6 +43,10 @@ CONFIG_DEFAULTS = {
 }
 
 
+# modules trust a status file younger than health_check.agent_view's max_age: rewrite it well before
+STATUS_REFRESH = 10
+
+
 class AgentConfigError(ValueError):
     pass
 
@@ -76,55 +80,6 @@ def load_config(path=None, overrides=None):
     return config
 
 
-# --- what a deployment is made of -----------------------------------------------------------------
-
-def service_label(svc):
-    return '%s:%d/%s' % (svc['vip'], int(svc['port']), (svc.get('protocol') or 'tcp').lower())
-
-
-def backend_of(raw, svc):
-    """(ip, port) of a backend as the user wrote it (a string or a dict; port defaults to the service's)."""
-    if isinstance(raw, str):
-        return raw, int(svc['port'])
-    return raw['ip'], int(raw.get('port') or svc['port'])
-
-
-def health_targets(params):
-    """{service label: (spec, [(backend label, ip, check port)])} for the services with a health_check."""
-    out = {}
-    for svc in params.get('services') or []:
-        spec = health_check.normalize_spec(svc.get('health_check'))
-        if spec is None:
-            continue
-        backends = []
-        for raw in svc.get('backends') or []:
-            ip, port = backend_of(raw, svc)
-            backends.append(('%s:%d' % (ip, port), ip, spec['port'] or port))
-        out[service_label(svc)] = (spec, backends)
-    return out
-
-
-def effective_services(params, health):
-    """The saved services with down backends left out (never all of a service's backends).
-
-    Returns (services, {service label: True when every checked backend is down and all are kept}).
-    """
-    services = []
-    all_down = {}
-    for svc in params.get('services') or []:
-        label = service_label(svc)
-        states = health.get(label, {})
-        listed = [(raw, '%s:%d' % backend_of(raw, svc)) for raw in svc.get('backends') or []]
-        keyed = [{'ip': be_label.rsplit(':', 1)[0], 'port': int(be_label.rsplit(':', 1)[1]), 'raw': raw}
-                 for raw, be_label in listed]
-        serving, none_up = health_check.select_serving(keyed, states)
-        all_down[label] = none_up
-        copy = dict(svc)
-        copy['backends'] = [b['raw'] for b in serving]
-        services.append(copy)
-    return services, all_down
-
-
 # --- drivers: how each kind of deployment is checked, applied and measured --------------------------
 
 class XdpProxyDriver(object):
@@ -142,7 +97,7 @@ class XdpProxyDriver(object):
 
     def netns_path(self, params):
         from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
-        return bpf_loader.resolve_netns(params.get('container'), params.get('netns'))[0]
+        return bpf_loader.resolve_netns(params.get('container'), params.get('netns'), run_command)[0]
 
     def check(self, name, params):
         """None when the deployment is in place, else why not (cheap: pins, then the attachment)."""
@@ -181,14 +136,14 @@ class XdpProxyDriver(object):
         wanted = dict(params, name=name, state='present', services=services)
         self._netns_cache.pop(name, None)
         try:
-            return deploy.XdpLbDeployment(wanted, warn=LOG.warning).run()
+            return deploy.XdpLbDeployment(wanted, run_command=run_command, warn=LOG.warning).run()
         except deploy.DeployError as e:
             raise ApplyError(e.msg)
 
     def remove(self, name):
         self._netns_cache.pop(name, None)
 
-    def families(self, name, health):
+    def families(self, name, params, health):
         from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, xdp_deploy
         pins = bpf_loader.PinSet(name)
         maps, meta = xdp_deploy.load_existing(pins)
@@ -203,6 +158,68 @@ class XdpProxyDriver(object):
                                           health, attached)
         finally:
             maps.close()
+
+
+class SockmapRedirectDriver(object):
+    """sockmap_redirect deployments, applied with sockmap_deploy (the module's own code)."""
+
+    kind = 'sockmap_redirect'
+
+    @staticmethod
+    def _deployment(name, params):
+        from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_deploy
+        return sockmap_deploy.SockmapDeployment(dict(params, name=name, state='present'), run_command=run_command)
+
+    def netns_path(self, params):
+        return None
+
+    def check(self, name, params):
+        from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_deploy
+        d = self._deployment(name, params)
+        fds = d.open_maps() if d.pins.exists() else None
+        if fds is None:
+            return 'pins missing'
+        try:
+            if not (d.pins.has_prog(sockmap_deploy.SOCKOPS) and d.pins.has_prog(sockmap_deploy.SKMSG)):
+                return 'programs missing from the pins'
+            cgroup = d.read_state(fds)['cgroup']
+            prog_id = d.pins.prog_id(sockmap_deploy.SOCKOPS)
+            if prog_id not in d.attached_ids(cgroup):
+                return 'sock_ops program %s not attached to %s' % (prog_id, cgroup)
+            return None
+        finally:
+            sockmap_deploy.close_all(fds)
+
+    def apply(self, name, params, services):
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, sockmap_deploy, sockmap_keys
+        try:
+            return self._deployment(name, params).apply()
+        except (sockmap_deploy.SockmapError, bpf_loader.LoaderError, sockmap_keys.SockmapConfigError) as e:
+            raise ApplyError(str(e))
+
+    def remove(self, name):
+        pass
+
+    def families(self, name, params, health):
+        from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_deploy
+        d = self._deployment(name, dict({'max_sockets': 1048576}, **params))
+        fds = d.open_maps() if d.pins.exists() else None
+        if fds is None:
+            return prometheus.sockmap_families(name, {}, 0, attached=False)
+        try:
+            report = d.report(fds)
+        finally:
+            sockmap_deploy.close_all(fds)
+        return prometheus.sockmap_families(name, report['counters'], report['sockets'],
+                                           attached=self.check(name, {}) is None)
+
+
+def run_command(argv):
+    """(rc, stdout, stderr) of a command: how the deploy code asks docker when its Python SDK is missing."""
+    import subprocess
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = proc.communicate()
+    return proc.returncode, out, err
 
 
 class ApplyError(Exception):
@@ -226,6 +243,7 @@ class Tracked(object):
         self.last_restore = None
         self.netns_path = None
         self.scheduler = health_check.Scheduler()
+        self.status_written = 0
 
     @property
     def key(self):
@@ -235,7 +253,7 @@ class Tracked(object):
 class Agent(object):
     def __init__(self, config, drivers=None, clock=time.time, socket_factory_for=None):
         self.config = config
-        self.drivers = drivers or {'xdp_proxy': XdpProxyDriver()}
+        self.drivers = drivers or {'xdp_proxy': XdpProxyDriver(), 'sockmap_redirect': SockmapRedirectDriver()}
         self.clock = clock
         self.tracked = {}
         self.signature = None
@@ -313,7 +331,7 @@ class Agent(object):
             if t.applied is None:
                 t.applied = t.params.get('services')   # found intact: what the module applied
             return
-        services = effective_services(t.params, t.health)[0] if t.kind == 'xdp_proxy' else None
+        services = health_check.effective_services(t.params, t.health)[0] if t.kind == 'xdp_proxy' else None
         started = time.time()
         try:
             result = driver.apply(t.name, t.params, services)
@@ -333,7 +351,7 @@ class Agent(object):
     def check_health(self, t, now):
         if t.kind != 'xdp_proxy':
             return
-        targets = health_targets(t.params)
+        targets = health_check.health_targets(t.params)
         if not targets:
             return
         specs = {}
@@ -363,7 +381,7 @@ class Agent(object):
                 self.health_changes[t.key] = self.health_changes.get(t.key, 0) + 1
                 LOG.warning('%s: backend %s of %s is %s%s', t.key, label, svc, st.state.upper(),
                             ' (%s)' % error if error else '')
-        services, all_down = effective_services(t.params, t.health)
+        services, all_down = health_check.effective_services(t.params, t.health)
         for svc, none_up in all_down.items():
             if none_up and not t.all_down.get(svc):
                 LOG.error('%s: every backend of %s fails its health check; keeping them all in the table', t.key, svc)
@@ -377,7 +395,7 @@ class Agent(object):
             t.applied = services
             LOG.info('%s: %s', t.key, '; '.join(result.get('changes', [])) or 'table unchanged')
             changed = True
-        if changed or not os.path.exists(agent_state.status_path(t.kind, t.name, self.config['run_dir'])):
+        if changed or now - t.status_written >= STATUS_REFRESH:
             self.write_status(t)
 
     def status_of(self, t):
@@ -388,6 +406,7 @@ class Agent(object):
                 'all_backends_down': dict((svc, v) for svc, v in t.all_down.items() if v)}
 
     def write_status(self, t):
+        t.status_written = self.clock()
         try:
             agent_state.save_status(t.kind, t.name, self.status_of(t), self.config['run_dir'])
         except (IOError, OSError) as e:
@@ -400,7 +419,7 @@ class Agent(object):
             health = dict((svc, dict((be, st.as_dict()) for be, st in states.items()))
                           for svc, states in t.health.items())
             try:
-                fams.extend(self.drivers[t.kind].families(t.name, health))
+                fams.extend(self.drivers[t.kind].families(t.name, t.params, health))
             except Exception as e:  # pylint: disable=broad-except
                 self.note_error(t, 'reading counters failed: %s' % e)
         for source in self.extra_families:

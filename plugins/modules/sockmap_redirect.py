@@ -70,6 +70,13 @@ options:
     description: Capacity of the SOCKHASH; sockets beyond it are simply not accelerated.
     type: int
     default: 65535
+  persistent:
+    description:
+      - Save the applied desired state under C(/etc/ebpf-networking/sockmap_redirect/<name>.json) so the host
+        agent (role C(ebpf.networking.host_agent)) re-applies it after a reboot or when the container's cgroup
+        is re-created. C(false) removes a saved state; I(state=absent) always does.
+    type: bool
+    default: true
   bpf_sources:
     description:
       - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
@@ -97,6 +104,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+persistent_state:
+  description: File holding the saved desired state the host agent restores, or null when not persistent.
+  returned: always
+  type: str
+  sample: /etc/ebpf-networking/sockmap_redirect/sockmap.json
 prog_ids:
   description: Kernel ids of the sock_ops and sk_msg programs.
   returned: state=present and not check mode
@@ -145,7 +157,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_deploy import SockmapDeployment, SockmapError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_keys import SockmapConfigError
@@ -161,6 +173,7 @@ def main():
             ports=dict(type='list', elements='int', default=[]),
             cidrs=dict(type='list', elements='str', default=[]),
             max_sockets=dict(type='int', default=65535),
+            persistent=dict(type='bool', default=True),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('cgroup', 'container')],
@@ -176,6 +189,16 @@ def main():
         fail(module, sockmap, str(e))
     except Exception as e:  # pylint: disable=broad-except
         fail(module, sockmap, 'unexpected error: %s' % e, exception=traceback.format_exc())
+    try:
+        saved = agent_state.persist('sockmap_redirect', module.params, module.params['state'] == 'present',
+                                    module.check_mode)
+    except (agent_state.StateError, IOError, OSError) as e:
+        fail(module, sockmap, 'applied, but saving the state for the host agent failed: %s. Fix the cause (is /etc '
+                              'writable?) or set persistent: false.' % e, changed=True)
+    if saved:
+        result.update(changed=True, changes=result.get('changes', []) + saved)
+    result['persistent_state'] = agent_state.state_path('sockmap_redirect', module.params['name']) \
+        if module.params['persistent'] and module.params['state'] == 'present' else None
     module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
 
 

@@ -77,3 +77,22 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
         agent_state.save('xdp_proxy', 'lb1', dict(PARAMS, interface='eth9'), str(tmp_path))
     assert path.read_text() == old
     assert os.listdir(str(tmp_path / 'xdp_proxy')) == ['lb1.json']
+
+
+def test_persist_saves_reports_and_forgets(tmp_path):
+    d = str(tmp_path)
+    path = str(tmp_path / 'xdp_proxy' / 'lb1.json')
+    assert agent_state.persist('xdp_proxy', PARAMS, True, check_mode=True, state_dir=d) == [
+        'save desired state to %s' % path]
+    assert not (tmp_path / 'xdp_proxy').exists(), 'check mode writes nothing'
+    assert agent_state.persist('xdp_proxy', PARAMS, True, state_dir=d) == ['save desired state to %s' % path]
+    assert agent_state.persist('xdp_proxy', PARAMS, True, state_dir=d) == [], 'idempotent'
+    assert agent_state.persist('xdp_proxy', PARAMS, True, check_mode=True, state_dir=d) == []
+    not_persistent = dict(PARAMS, persistent=False)
+    assert agent_state.persist('xdp_proxy', not_persistent, True, check_mode=True, state_dir=d)
+    assert os.path.exists(path)
+    assert 'remove saved state' in agent_state.persist('xdp_proxy', not_persistent, True, state_dir=d)[0]
+    assert not os.path.exists(path)
+    agent_state.persist('xdp_proxy', PARAMS, True, state_dir=d)
+    assert agent_state.persist('xdp_proxy', dict(PARAMS, state='absent'), False, state_dir=d)
+    assert agent_state.persist('xdp_proxy', dict(PARAMS, state='absent'), False, state_dir=d) == []

@@ -167,3 +167,32 @@ def test_a_socket_that_cannot_be_made_fails_only_its_own_check():
         srv.close()
     assert results['a'][0] is False and 'Too many open files' in results['a'][1]
     assert results['b'] == (True, None)
+
+
+PARAMS = {'services': [
+    {'vip': '10.0.0.1', 'port': 80, 'health_check': {'type': 'tcp'},
+     'backends': ['10.0.0.2', {'ip': '10.0.0.3', 'port': 8080, 'weight': 2}]},
+    {'vip': '10.0.0.1', 'port': 53, 'protocol': 'udp', 'backends': ['10.0.0.2']}]}
+
+
+def test_effective_services_leave_out_only_checked_down_backends():
+    health = {'10.0.0.1:80/tcp': {'10.0.0.3:8080': {'state': 'down'}},
+              '10.0.0.1:53/udp': {'10.0.0.2:53': {'state': 'down'}}}  # not checked: ignored
+    services, all_down = hc.effective_services(PARAMS, health)
+    assert services[0]['backends'] == ['10.0.0.2'] and services[0]['health_check'] == {'type': 'tcp'}
+    assert services[1] == PARAMS['services'][1]
+    assert all_down == {'10.0.0.1:80/tcp': False}
+    assert PARAMS['services'][0]['backends'][1]['port'] == 8080, 'the saved params are not modified'
+    targets = hc.health_targets(PARAMS)
+    assert list(targets) == ['10.0.0.1:80/tcp']
+    assert targets['10.0.0.1:80/tcp'][1] == [('10.0.0.2:80', '10.0.0.2', 80), ('10.0.0.3:8080', '10.0.0.3', 8080)]
+
+
+def test_agent_view_trusts_only_a_fresh_status():
+    status = {'updated_at': 100.0, 'health': {'10.0.0.1:80/tcp': {'10.0.0.2:80': {'state': 'down'}}}}
+    services, left_out = hc.agent_view(PARAMS, status, now=110.0)
+    assert left_out == ['backend 10.0.0.2:80 of 10.0.0.1:80/tcp']
+    assert services[0]['backends'] == [{'ip': '10.0.0.3', 'port': 8080, 'weight': 2}]
+    assert hc.agent_view(PARAMS, status, now=200.0) == (PARAMS['services'], []), 'stale: agent not running'
+    assert hc.agent_view(PARAMS, None, now=110.0) == (PARAMS['services'], [])
+    assert hc.agent_view(PARAMS, {'updated_at': 'x', 'health': {}}, now=110.0) == (PARAMS['services'], [])

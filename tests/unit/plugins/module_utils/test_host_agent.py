@@ -40,7 +40,7 @@ class FakeDriver(object):
     def remove(self, name):
         self.removed.append(name)
 
-    def families(self, name, health):
+    def families(self, name, params, health):
         return prometheus.lb_families(name, [], {}, 0, 64, health)
 
 
