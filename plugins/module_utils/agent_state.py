@@ -171,17 +171,22 @@ def persist(kind, params, applied, check_mode=False, state_dir=None):
 
     applied: the run left the deployment present. persistent: save it (the agent restores it);
     not persistent, or state=absent: forget it, so the agent stops looking after it.
+    Raises StateError with the fix when the file cannot be written or removed.
     """
     name = params['name']
     path = state_path(kind, name, state_dir)
-    if applied and params.get('persistent', True):
-        if check_mode:
-            doc = read_json(path)
-            same = isinstance(doc, dict) and doc.get('params') == json.loads(json.dumps(desired_params(params)))
-            return [] if same else ['save desired state to %s' % path]
-        return ['save desired state to %s' % path] if save(kind, name, params, state_dir) else []
-    if not os.path.exists(path):
-        return []
-    if not check_mode:
-        remove(kind, name, state_dir)
-    return ['remove saved state %s (the host agent no longer restores it)' % path]
+    try:
+        if applied and params.get('persistent', True):
+            if check_mode:
+                doc = read_json(path)
+                same = isinstance(doc, dict) and doc.get('params') == json.loads(json.dumps(desired_params(params)))
+                return [] if same else ['save desired state to %s' % path]
+            return ['save desired state to %s' % path] if save(kind, name, params, state_dir) else []
+        if not os.path.exists(path):
+            return []
+        if not check_mode:
+            remove(kind, name, state_dir)
+        return ['remove saved state %s (the host agent no longer restores it)' % path]
+    except (IOError, OSError) as e:
+        raise StateError('saving or removing %s, the state kept for the host agent, failed: %s. Fix the cause '
+                         '(is /etc writable?) or set persistent: false.' % (path, e))

@@ -520,6 +520,7 @@ def main(argv=None):
     ap.add_argument('--metrics-address')
     ap.add_argument('--textfile')
     ap.add_argument('--poll-interval', type=float)
+    ap.add_argument('--metrics-interval', type=float)
     ap.add_argument('--once', action='store_true', help='restore and check once, then exit')
     ap.add_argument('--pidfile', help='write the process id here (background mode without systemd)')
     ap.add_argument('--log-level', default='INFO')
@@ -530,7 +531,8 @@ def main(argv=None):
         config = load_config(args.config, {'state_dir': args.state_dir, 'run_dir': args.run_dir,
                                            'metrics_port': args.metrics_port,
                                            'metrics_address': args.metrics_address, 'textfile': args.textfile,
-                                           'poll_interval': args.poll_interval})
+                                           'poll_interval': args.poll_interval,
+                                           'metrics_interval': args.metrics_interval})
     except AgentConfigError as e:
         LOG.error('%s', e)
         return 2
@@ -556,3 +558,8 @@ def main(argv=None):
 def add_optional_sources(agent):
     """Drivers and metric sources whose code may not be installed (older collection trees)."""
     return agent
+
+
+if __name__ == '__main__':
+    import sys
+    sys.exit(main())

@@ -182,19 +182,20 @@ def main():
     if os.geteuid() != 0:
         module.fail_json(msg='sockmap_redirect must run as root (become: true): loading BPF needs CAP_BPF/CAP_NET_ADMIN')
     sockmap = None
+    present = module.params['state'] == 'present'
+    saved = []
     try:
         sockmap = SockmapDeployment(module.params, check_mode=module.check_mode, run_command=module.run_command)
+        if not present:
+            # forget first: the host agent must not restore what is being removed
+            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
         result = sockmap.apply()
-    except (SockmapError, LoaderError, SockmapConfigError) as e:
+        if present:
+            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
+    except (SockmapError, LoaderError, SockmapConfigError, agent_state.StateError) as e:
         fail(module, sockmap, str(e))
     except Exception as e:  # pylint: disable=broad-except
         fail(module, sockmap, 'unexpected error: %s' % e, exception=traceback.format_exc())
-    try:
-        saved = agent_state.persist('sockmap_redirect', module.params, module.params['state'] == 'present',
-                                    module.check_mode)
-    except (agent_state.StateError, IOError, OSError) as e:
-        fail(module, sockmap, 'applied, but saving the state for the host agent failed: %s. Fix the cause (is /etc '
-                              'writable?) or set persistent: false.' % e, changed=True)
     if saved:
         result.update(changed=True, changes=result.get('changes', []) + saved)
     result['persistent_state'] = agent_state.state_path('sockmap_redirect', module.params['name']) \

@@ -333,23 +333,30 @@ def main():
                         'until it passes again' % ', '.join(left_out))
     deployment = XdpLbDeployment(run_params, run_command=module.run_command, check_mode=module.check_mode,
                                  warn=module.warn)
+    present = module.params['state'] == 'present'
+    saved = []
+    if not present:
+        # forget first: the agent must not restore what is being removed
+        saved = persist(module, 'xdp_proxy', present, invocation)
     try:
         result = deployment.run()
     except DeployError as e:
         module.fail_json(msg=e.msg, invocation=invocation, **e.extra)
-    try:
-        saved = agent_state.persist('xdp_proxy', module.params, module.params['state'] == 'present',
-                                    module.check_mode)
-    except (agent_state.StateError, IOError, OSError) as e:
-        module.fail_json(msg='applied, but saving its state for the host agent failed: %s. '
-                             'Fix the cause (is /etc writable?) or set persistent: false.' % e,
-                         invocation=invocation, changed=True)
+    if present:
+        saved = persist(module, 'xdp_proxy', present, invocation)
     if saved:
         result['changes'] = result.get('changes', []) + saved
         result['changed'] = True
     result['persistent_state'] = agent_state.state_path('xdp_proxy', module.params['name']) \
         if module.params['persistent'] and module.params['state'] == 'present' else None
     module.exit_json(invocation=invocation, **result)
+
+
+def persist(module, kind, present, invocation):
+    try:
+        return agent_state.persist(kind, module.params, present, module.check_mode)
+    except agent_state.StateError as e:
+        module.fail_json(msg=str(e), invocation=invocation, changed=present)
 
 
 if __name__ == '__main__':

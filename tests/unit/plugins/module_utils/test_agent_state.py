@@ -96,3 +96,11 @@ def test_persist_saves_reports_and_forgets(tmp_path):
     agent_state.persist('xdp_proxy', PARAMS, True, state_dir=d)
     assert agent_state.persist('xdp_proxy', dict(PARAMS, state='absent'), False, state_dir=d)
     assert agent_state.persist('xdp_proxy', dict(PARAMS, state='absent'), False, state_dir=d) == []
+
+
+def test_persist_turns_a_write_failure_into_a_message_with_the_fix(tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a directory')
+    with pytest.raises(agent_state.StateError) as err:
+        agent_state.persist('xdp_proxy', PARAMS, True, state_dir=str(blocker))
+    assert 'persistent: false' in str(err.value)
