@@ -47,8 +47,8 @@ def normalize_spec(spec, where='health_check'):
                                 'fall)' % where)
     unknown = sorted(set(spec) - set(DEFAULTS))
     if unknown:
-        raise HealthConfigError('%s has unknown keys %s: use %s' % (where, ', '.join(unknown),
-                                                                   ', '.join(sorted(DEFAULTS))))
+        raise HealthConfigError('%s has unknown keys %s: use %s'
+                                % (where, ', '.join(unknown), ', '.join(sorted(DEFAULTS))))
     out = dict(DEFAULTS)
     out.update((k, v) for k, v in spec.items() if v is not None)
     if out['type'] not in TYPES:

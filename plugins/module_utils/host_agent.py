@@ -73,8 +73,8 @@ def load_config(path=None, overrides=None):
     for key in ('poll_interval', 'metrics_interval'):
         if not isinstance(config[key], (int, float)) or not 0.05 <= config[key] <= 3600:
             raise AgentConfigError('%s %r must be a number of seconds between 0.05 and 3600' % (key, config[key]))
-    if config['metrics_port'] is not None and not (isinstance(config['metrics_port'], int)
-                                                    and 0 <= config['metrics_port'] <= 65535):
+    port = config['metrics_port']
+    if port is not None and not (isinstance(port, int) and 0 <= port <= 65535):
         raise AgentConfigError('metrics_port %r must be 0-65535, or null for no HTTP endpoint'
                                % (config['metrics_port'],))
     return config
@@ -499,8 +499,7 @@ def start_metrics_server(address, port, text_source):
             pass
 
     family = socket.AF_INET6 if ':' in address else socket.AF_INET
-    server_class = type('MetricsServer', (ThreadingHTTPServer,), {'address_family': family,
-                                                                    'daemon_threads': True})
+    server_class = type('MetricsServer', (ThreadingHTTPServer,), {'address_family': family, 'daemon_threads': True})
     server = server_class((address, port), Handler)
     thread = threading.Thread(target=server.serve_forever, name='metrics')
     thread.daemon = True
@@ -561,5 +560,4 @@ def add_optional_sources(agent):
 
 
 if __name__ == '__main__':
-    import sys
-    sys.exit(main())
+    raise SystemExit(main())

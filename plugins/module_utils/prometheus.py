@@ -10,6 +10,7 @@ Counters end in _total; every metric starts with ebpf_networking_. No import fro
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import math
 import re
 
 PREFIX = 'ebpf_networking_'
@@ -53,7 +54,7 @@ def format_value(value):
     if isinstance(value, int):
         return str(value)
     value = float(value)
-    if value != value:
+    if math.isnan(value):
         return 'NaN'
     if value in (float('inf'), float('-inf')):
         return '+Inf' if value > 0 else '-Inf'

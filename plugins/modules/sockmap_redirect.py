@@ -209,5 +209,6 @@ def fail(module, sockmap, msg, **kw):
         kw.update(changes=sockmap.changes, pin_path=sockmap.pins.path)
     module.fail_json(msg=msg, invocation=bpf_loader.invocation(module.params), **kw)
 
+
 if __name__ == '__main__':
     main()

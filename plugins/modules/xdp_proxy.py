@@ -112,7 +112,7 @@ options:
             of the Maglev table (no new flows; established flows continue) until it passes again. Done by the
             host agent (role C(ebpf.networking.host_agent)) between Ansible runs; needs I(persistent=true).
           - A backend goes down after I(fall) failed checks in a row and comes back after I(rise) good ones,
-            so it leaves the table within O(interval * fall + timeout) seconds. If every backend of the service
+            so it leaves the table within C(interval * fall + timeout) seconds. If every backend of the service
             fails, all are kept and the agent logs it.
         type: dict
         suboptions:

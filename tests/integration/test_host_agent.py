@@ -217,7 +217,10 @@ def test_failing_backend_leaves_the_table_and_returns(aglab):
 
 
 def scrape_when(predicate, timeout=15):
-    text = wait_for(lambda: (lambda t: t if predicate(t) else '')(_safe(scrape)), timeout)
+    def matching():
+        text = _safe(scrape)
+        return text if predicate(text) else ''
+    text = wait_for(matching, timeout)
     assert text, 'metrics never matched'
     return text
 

@@ -97,7 +97,7 @@ class Server(object):
     def serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             self.conns.append(conn)

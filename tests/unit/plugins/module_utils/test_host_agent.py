@@ -108,7 +108,7 @@ def test_a_failing_restore_is_retried_and_logged_once(env, caplog):
     save(cfg, ports=(81,))
     driver.broken['lb1'] = 'program not attached'
     driver.fail_apply = 'container lb is not running'
-    for _ in range(3):
+    for _round in range(3):
         agent.tick()
     assert sum('container lb is not running' in r.getMessage() for r in caplog.records) == 1
     assert agent.errors['xdp_proxy/lb1'] == 3
@@ -148,7 +148,7 @@ def test_health_fall_takes_backend_out_rise_brings_it_back_never_below_one(env, 
         assert 'ECONNREFUSED' in status['health']['10.9.0.1:80/tcp'][be_b]['last_error']
 
         a.close()
-        for _ in range(2):
+        for _round in range(2):
             clock.now += 1
             agent.tick()
         assert driver.applied[-1] == ('lb1', ['127.0.0.1', '127.0.0.1']), 'all down: keep them all'
@@ -157,16 +157,15 @@ def test_health_fall_takes_backend_out_rise_brings_it_back_never_below_one(env, 
         assert status['all_backends_down'] == {'10.9.0.1:80/tcp': True}
 
         a.open()
-        for _ in range(2):
+        for _round in range(2):
             clock.now += 1
             agent.tick()
         assert driver.applied[-1] == ('lb1', ['127.0.0.1']), 'a is back after rise successes, b still down'
-        assert [x for x in driver.applied[-1][1]] == ['127.0.0.1']
         applied_ports = [be['port'] for be in agent.tracked['xdp_proxy/lb1'].applied[0]['backends']]
         assert applied_ports == [a.port]
 
         b.open()
-        for _ in range(2):
+        for _round in range(2):
             clock.now += 1
             agent.tick()
         applied_ports = [be['port'] for be in agent.tracked['xdp_proxy/lb1'].applied[0]['backends']]

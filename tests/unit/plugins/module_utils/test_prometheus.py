@@ -22,7 +22,7 @@ def parse(text):
         if line.startswith('# HELP '):
             continue
         if line.startswith('# TYPE '):
-            _, _, name, kind = line.split(' ')
+            name, kind = line.split(' ')[2:]
             assert name not in types, 'TYPE twice for %s' % name
             types[name] = kind
             continue
