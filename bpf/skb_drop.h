@@ -1,55 +1,43 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Shared by bpf/skb_drop.bpf.c and user space (plugins/module_utils/drop_trace.py packs and
- * unpacks the same layouts). Addresses are 16 bytes, IPv4 mapped as ::ffff:a.b.c.d; ports in
- * host byte order.
+ * Shared by bpf/skb_drop.bpf.c and user space (plugins/module_utils/drop_trace.py unpacks the same
+ * layout). Needs kernel_layout.h and skb_flow.h.
  */
 #ifndef EBPF_NETWORKING_SKB_DROP_H
 #define EBPF_NETWORKING_SKB_DROP_H
 
-/* struct sk_buff offsets of the running kernel, read from its BTF by user space: the installed
- * headers may belong to another kernel. */
-#ifndef SKB_HEAD_OFF
-#define SKB_HEAD_OFF 192
-#endif
-#ifndef SKB_NETWORK_HEADER_OFF
-#define SKB_NETWORK_HEADER_OFF 180
-#endif
-#ifndef DROP_MAX_STACKS
-#define DROP_MAX_STACKS 1024
+#ifndef DROP_MAX_FRAMES
+#define DROP_MAX_FRAMES 32
 #endif
 
-struct drop_filter {
-	__u64 cgroup_id;     /* 0: any */
-	__u64 reasons[4];    /* bitmask of drop reasons below 256; all zero: any */
-	__u32 pid;           /* process (tgid); 0: any */
-	__u16 sport;         /* 0: any */
-	__u16 dport;         /* 0: any */
-	__u8 l4proto;        /* 0: any */
-	__u8 has_saddr;
-	__u8 has_daddr;
-	__u8 has_comm;
-	char comm[16];
-	__u8 saddr[16];
-	__u8 daddr[16];
-};
+/* Per-CPU counters: index into drop_counters. Nothing is lost without one of these moving. */
+#define CNT_SEEN 0           /* kfree_skb calls */
+#define CNT_MATCHED 1        /* passed the filter */
+#define CNT_SUBMITTED 2      /* written to the perf buffer */
+#define CNT_SUBMIT_FAILED 3  /* perf buffer full: the event is lost (user space also counts lost samples) */
+#define CNT_NO_STACK 4       /* bpf_get_stack failed: the event has no stack */
+#define CNT_SLOTS 5
 
 struct drop_event {
 	__u64 ts_ns;
 	__u64 location;
 	__u64 cgroup_id;
+	__u64 skbaddr;
 	__u32 pid;
 	__u32 tid;
 	__u32 reason;
-	__s32 stack_id;
-	__u16 protocol;      /* ethertype, host order */
-	__u16 sport;
-	__u16 dport;
-	__u8 l4proto;
-	__u8 family;         /* 4, 6, or 0 when the packet was not parsed */
-	__u8 saddr[16];
-	__u8 daddr[16];
+	__s32 stack_bytes;   /* bytes of stack[] filled, or a negative errno */
 	char comm[16];
+	struct where where;
+	struct skb_flow flow;
+	__u64 stack[DROP_MAX_FRAMES];
+};
+
+/* The per-CPU slot the event is built in (too big for the 512-byte BPF stack), plus a word for
+ * running_context(). */
+struct drop_scratch {
+	struct drop_event ev;
+	__u64 sp_slot;
 };
 
 #endif

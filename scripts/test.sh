@@ -53,7 +53,7 @@ run_units() {
 }
 
 run_host() {
-  "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/prepare_host.yml)
+  "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/lab_prepare_host.yml)
 }
 
 run_integration() {

@@ -85,6 +85,7 @@ class Btf(object):
                     values[self._str(e_name)] = (hi << 32) | lo
                 t['values'] = values
             elif kind == KIND_FUNC_PROTO:
+                t['params'] = vlen
                 pos += 8 * vlen
             elif kind in (KIND_VAR, KIND_DECL_TAG):
                 pos += 4
@@ -95,7 +96,8 @@ class Btf(object):
     def find(self, kind, name):
         tid = self._by_name.get((kind, name))
         if tid is None:
-            raise BtfError('no %s %s in BTF' % ({KIND_STRUCT: 'struct', KIND_ENUM: 'enum'}.get(kind, kind), name))
+            raise BtfError('no %s %s in BTF' % ({KIND_STRUCT: 'struct', KIND_ENUM: 'enum', KIND_TYPEDEF: 'typedef'}
+                                                 .get(kind, kind), name))
         return tid
 
     def _resolve(self, tid):
@@ -108,18 +110,42 @@ class Btf(object):
         found = self._member(self.find(KIND_STRUCT, struct_name), member)
         if found is None:
             raise BtfError('struct %s has no member %s' % (struct_name, member))
-        bits, size = found
+        return found[0] // 8, found[1]
+
+    def path_offset(self, struct_name, path):
+        """(byte offset, size) of a nested member, e.g. path_offset('net', 'ns.inum')."""
+        tid = self.find(KIND_STRUCT, struct_name)
+        bits = 0
+        size = 0
+        for member in path.split('.'):
+            found = self._member(tid, member)
+            if found is None:
+                raise BtfError('struct %s has no member %s' % (struct_name, path))
+            bits += found[0]
+            size = found[1]
+            tid = found[2]
         return bits // 8, size
+
+    def func_proto_params(self, typedef_name):
+        """Number of parameters of the function a typedef points to (btf_trace_<tracepoint> typedefs
+        list the raw tracepoint's arguments after a leading void *)."""
+        tid = self._resolve(self.find(KIND_TYPEDEF, typedef_name))
+        t = self.types[tid]
+        while t is not None and t['kind'] == KIND_PTR:
+            t = self.types[self._resolve(t['type'])]
+        if t is None or t['kind'] != KIND_FUNC_PROTO:
+            raise BtfError('%s is not a function pointer' % typedef_name)
+        return t['params']
 
     def _member(self, tid, member):
         t = self.types[self._resolve(tid)]
         for m in t.get('members', []):
             if m['name'] == member:
-                return m['bit_offset'], self.type_size(m['type'])
+                return m['bit_offset'], self.type_size(m['type']), m['type']
             if not m['name']:
                 inner = self._member(m['type'], member)
                 if inner is not None:
-                    return m['bit_offset'] + inner[0], inner[1]
+                    return m['bit_offset'] + inner[0], inner[1], inner[2]
         return None
 
     def type_size(self, tid):

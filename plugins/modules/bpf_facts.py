@@ -16,7 +16,9 @@ description:
     sk_msg, tracepoint; map types hash, lru_hash, percpu_array, sockhash), reads BTF, bpffs,
     tracefs and cgroup2 mounts, the C(skb:kfree_skb) tracepoint format and its drop reasons,
     helper support from C(bpftool feature probe), and optionally whether bcc can compile.
-  - With I(require), fails with one message that lists every missing feature and how to get it.
+  - Returns facts only, as C(ansible_facts.ebpf_networking) (the C(ebpf_networking) variable). With
+    I(require), fails with one message that lists every missing feature and how to get it.
+  - Before 0.2.0 the module also returned C(bpf_facts) (the same dict) and C(missing); read the fact instead.
 author:
   - ebpf.networking developers (@ebpf-networking)
 extends_documentation_fragment:
@@ -39,57 +41,74 @@ EXAMPLES = r'''
 - name: Gather eBPF facts and insist on what the XDP load balancer needs
   ebpf.networking.bpf_facts:
     require: [bpffs, bcc, xdp, lru_hash]
-  register: bpf
 
 - name: Show them
   ansible.builtin.debug:
-    var: bpf.bpf_facts
+    msg: "kernel {{ ansible_facts['ebpf_networking'].kernel }}, bcc compiles: {{ ansible_facts['ebpf_networking'].bcc.compiles }}"
 '''
 
 RETURN = r'''
-bpf_facts:
-  description: Everything found.
+ansible_facts:
+  description: Facts added to the host.
   returned: always
   type: dict
   contains:
-    kernel:
-      description: Kernel release.
-      type: str
-      sample: 6.18.44
-    btf:
-      description: Whether C(/sys/kernel/btf/vmlinux) exists.
-      type: bool
-    bpffs:
-      description: bpffs mount point, or null.
-      type: str
-      sample: /sys/fs/bpf
-    cgroup2:
-      description: cgroup v2 mount point (C(/sys/fs/cgroup/unified) on hybrid hosts), or null.
-      type: str
-    tracefs:
-      description: tracefs mount point, or null.
-      type: str
-    prog_types:
-      description: Program type name to supported.
+    ebpf_networking:
+      description: Everything found.
+      returned: always
       type: dict
-    map_types:
-      description: Map type name to supported.
-      type: dict
-    helpers:
-      description: Helper name to supported, for the helpers the collection uses (from bpftool; empty without it).
-      type: dict
-    kfree_skb:
-      description: The skb:kfree_skb tracepoint, its field names and drop reason names, or null.
-      type: dict
-    bcc:
-      description: bcc version and whether it compiled a test program, with the error if not.
-      type: dict
-    headers:
-      description: The kernel headers directory bcc will use and the release it belongs to.
-      type: dict
+      contains:
+        kernel:
+          description: Kernel release.
+          type: str
+          sample: 6.18.44
+        btf:
+          description: Whether C(/sys/kernel/btf/vmlinux) exists.
+          type: bool
+        bpffs:
+          description: bpffs mount point, or null.
+          type: str
+          sample: /sys/fs/bpf
+        cgroup2:
+          description: cgroup v2 mount point (C(/sys/fs/cgroup/unified) on hybrid hosts), or null.
+          type: str
+        tracefs:
+          description: tracefs mount point, or null.
+          type: str
+        prog_types:
+          description: Program type name to supported.
+          type: dict
+        map_types:
+          description: Map type name to supported.
+          type: dict
+        helpers:
+          description: Helper name to supported, for the helpers the collection uses (from bpftool; empty without it).
+          type: dict
+        kfree_skb:
+          description: The skb:kfree_skb tracepoint, its field names and drop reason names, or null.
+          type: dict
+        bcc:
+          description: bcc version and whether it compiled a test program, with the error if not.
+          type: dict
+        headers:
+          description: The kernel headers directory bcc will use and the release it belongs to.
+          type: dict
+        kprobes:
+          description: Whether the kernel offers kprobes (C(kprobe_events) in tracefs or debugfs).
+          type: bool
+        root:
+          description: Whether the module ran as root; without root the probes report false.
+          type: bool
+        helpers_error:
+          description: Why helper support is unknown (no bpftool, not root), or null.
+          type: str
+        features:
+          description: Each name I(require) accepts mapped to whether the host has it.
+          type: dict
+          sample: {bpffs: true, bcc: true, xdp: true, kfree_skb: false}
 missing:
   description: Required features that are absent, each with how to fix it.
-  returned: always
+  returned: failure, when I(require) names features the host lacks
   type: list
   elements: str
 '''
@@ -240,8 +259,8 @@ def main():
         missing = [m + ' (bcc said: %s)' % facts['bcc']['error'][:2000] if m.startswith('bcc:') else m for m in missing]
     if missing:
         module.fail_json(msg='this host lacks required eBPF features:\n- ' + '\n- '.join(missing),
-                         bpf_facts=facts, missing=missing)
-    module.exit_json(changed=False, bpf_facts=facts, missing=[], ansible_facts={'ebpf_networking': facts})
+                         missing=missing, ansible_facts={'ebpf_networking': facts})
+    module.exit_json(changed=False, ansible_facts={'ebpf_networking': facts})
 
 
 if __name__ == '__main__':

@@ -1,98 +1,215 @@
 # -*- coding: utf-8 -*-
 # Copyright: ebpf.networking developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""skb_drop_trace against drops we cause in a namespace of our own (no docker)."""
+"""skb_drop_trace against drops we cause in namespaces of our own (no docker): attribution to
+namespace, interface and process, filters, nothing lost silently, the module contract."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
 import subprocess
+import sys
 
 import pytest
 
 from conftest import read_sources, run_module
 
-NS = 'ebn-drop'
+NS = 'dt-drop'
 TARGET = '10.204.0.2'
-SOURCES = ('skb_drop.bpf.c', 'skb_drop.h')
+SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'xdp_drop.bpf.c',
+           'xdp_drop.h')
 CURL = ['ip', 'netns', 'exec', NS, 'curl', '-s', '-m', '2', 'http://%s:8080/' % TARGET]
+# a forward path: dt-fa (10.205.1.2) -> dt-fr (router, FORWARD drops UDP to 9999) -> dt-fb (10.205.2.2)
+FA, FR, FB = 'dt-fa', 'dt-fr', 'dt-fb'
+STORM_NS = 'dt-storm'
 
 
 def sh(*cmd):
     return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout
 
 
+def del_netns(*names):
+    for n in names:
+        subprocess.run(['ip', 'netns', 'del', n], stderr=subprocess.DEVNULL, check=False)
+
+
+def udp_sender(ns, dst, port, count, size=32):
+    """argv that sends count UDP datagrams from namespace ns (a process: its own sends are process context)."""
+    code = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
+            'for i in range(%d):\n    s.sendto(b"x"*%d,("%s",%d))\n' % (count, size, dst, port))
+    return ['ip', 'netns', 'exec', ns, sys.executable, '-c', code]
+
+
 @pytest.fixture(scope='module')
 def dropping_netns(require_root):
     """A namespace whose OUTPUT chain drops TCP to TARGET:8080 (TARGET lies behind a veth of its own)."""
-    subprocess.run(['ip', 'netns', 'del', NS], stderr=subprocess.DEVNULL, check=False)
-    sh('ip', 'netns', 'add', NS)
-    sh('ip', '-n', NS, 'link', 'set', 'lo', 'up')
-    sh('ip', '-n', NS, 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1')  # no dummy module here
-    sh('ip', '-n', NS, 'link', 'set', 'd1', 'up')
-    sh('ip', '-n', NS, 'addr', 'add', '10.204.0.1/24', 'dev', 'd0')
-    sh('ip', '-n', NS, 'link', 'set', 'd0', 'up')
-    sh('ip', 'netns', 'exec', NS, 'iptables', '-I', 'OUTPUT', '-d', TARGET, '-p', 'tcp', '--dport', '8080', '-j', 'DROP')
-    yield
-    sh('ip', 'netns', 'del', NS)
+    del_netns(NS)
+    try:
+        sh('ip', 'netns', 'add', NS)
+        sh('ip', '-n', NS, 'link', 'set', 'lo', 'up')
+        sh('ip', '-n', NS, 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1')  # no dummy module here
+        sh('ip', '-n', NS, 'link', 'set', 'd1', 'up')
+        sh('ip', '-n', NS, 'addr', 'add', '10.204.0.1/24', 'dev', 'd0')
+        sh('ip', '-n', NS, 'link', 'set', 'd0', 'up')
+        sh('ip', 'netns', 'exec', NS, 'iptables', '-I', 'OUTPUT', '-d', TARGET, '-p', 'tcp', '--dport', '8080', '-j',
+           'DROP')
+        yield
+    finally:
+        del_netns(NS)
+
+
+@pytest.fixture(scope='module')
+def forwarding_router(require_root):
+    """Three namespaces in a row; the middle one forwards but its FORWARD chain drops UDP to port 9999."""
+    del_netns(FA, FR, FB)
+    try:
+        for n in (FA, FR, FB):
+            sh('ip', 'netns', 'add', n)
+            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
+        sh('ip', '-n', FA, 'link', 'add', 'fa0', 'type', 'veth', 'peer', 'name', 'fr-in', 'netns', FR)
+        sh('ip', '-n', FB, 'link', 'add', 'fb0', 'type', 'veth', 'peer', 'name', 'fr-out', 'netns', FR)
+        for n, dev, addr in ((FA, 'fa0', '10.205.1.2/24'), (FR, 'fr-in', '10.205.1.1/24'),
+                             (FR, 'fr-out', '10.205.2.1/24'), (FB, 'fb0', '10.205.2.2/24')):
+            sh('ip', '-n', n, 'addr', 'add', addr, 'dev', dev)
+            sh('ip', '-n', n, 'link', 'set', dev, 'up')
+        sh('ip', '-n', FA, 'route', 'add', 'default', 'via', '10.205.1.1')
+        sh('ip', '-n', FB, 'route', 'add', 'default', 'via', '10.205.2.1')
+        sh('ip', 'netns', 'exec', FR, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+        sh('ip', 'netns', 'exec', FR, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
+        yield
+    finally:
+        del_netns(FA, FR, FB)
+
+
+@pytest.fixture(scope='module')
+def storm_netns(require_root):
+    del_netns(STORM_NS)
+    try:
+        sh('ip', 'netns', 'add', STORM_NS)
+        sh('ip', '-n', STORM_NS, 'link', 'set', 'lo', 'up')
+        yield STORM_NS
+    finally:
+        del_netns(STORM_NS)
 
 
 def trace(check_mode=False, **args):
-    args['bpf_sources'] = read_sources(SOURCES)
+    if 'bpf_sources' not in args:
+        args['bpf_sources'] = read_sources(SOURCES)
     return run_module('skb_drop_trace', args, check_mode=check_mode)
 
 
-def test_names_the_iptables_drop_with_location_and_stack(dropping_netns):
-    result = trace(comm='curl', dst=TARGET, dport=8080, duration=8, command=CURL)
+def test_output_drop_names_netns_process_location_and_stack(dropping_netns):
+    result = trace(namespace=NS, dst=TARGET, dport='8080', duration=8, command=CURL)
     assert not result.get('failed'), result.get('msg')
     assert result['command_result']['rc'] == 28
-    assert result['reasons_source'].startswith('tracepoint format')
+    assert result['changed'] is True, 'a command ran'
     top = result['summary'][0]
     assert top['reason'] == 'NETFILTER_DROP'
     assert top['location'].startswith(('nft_do_chain+0x', 'ipt_do_table+0x'))
-    assert any(f.startswith('nf_hook_slow+') for f in top['stack'])
-    assert any(f.startswith('__ip_local_out+') for f in top['stack'])
+    assert top['namespaces'] == ['netns:%s' % NS]
+    frames = top['stacks'][0]['frames']
+    assert frames[0] == top['location'], 'the stack starts at the dropping function, not in the tracer'
+    assert any(f.startswith('__ip_local_out+') for f in frames)
     rec = result['records'][0]
-    expected = ('curl', 'tcp', TARGET, 8080, '10.204.0.1')
-    assert (rec['comm'], rec['protocol'], rec['dst'], rec['dport'], rec['src']) == expected
-    assert result['stats']['drops_reported'] == len(result['records'])
-    assert result['symbolizer']['line_info']['available'] in (True, False)
+    assert rec['context'] == 'process' and rec['process']['comm'] == 'curl'  # connect() sent the SYN
+    assert (rec['protocol'], rec['dst'], rec['dport'], rec['src']) == ('tcp', TARGET, 8080, '10.204.0.1')
+    assert rec['netns']['name'] == 'netns:%s' % NS and rec['netns']['inode'] == os.stat('/run/netns/' + NS).st_ino
+    assert result['stats']['submitted'] == result['stats']['matched'] == len(result['records'])
+    assert result['truncated'] is False
 
 
-def test_filters_exclude_other_drops(dropping_netns):
-    for args in ({'comm': 'not-curl'}, {'dport': 9999}, {'reasons': ['NO_SOCKET']}, {'src': '10.9.9.9'},
-                 {'protocol': 'udp'}):
-        result = trace(duration=6, command=CURL, dst=TARGET, **args)
-        assert not result.get('failed'), result.get('msg')
-        assert result['records'] == [], args
-        assert result['stats']['drops_seen'] >= 1, 'the drop happened but was filtered out'
+def test_forward_drop_is_the_router_namespace_and_interface_not_a_process(forwarding_router):
+    result = trace(namespace=FR, protocol='udp', dport='9999', duration=8,
+                   command=udp_sender(FA, '10.205.2.2', 9999, 3))
+    assert not result.get('failed'), result.get('msg')
+    assert len(result['records']) == 3, result['stats']
+    for rec in result['records']:
+        assert rec['reason'] == 'NETFILTER_DROP'
+        assert rec['netns']['name'] == 'netns:%s' % FR
+        assert (rec['ifname'], rec['interface_from']) == ('fr-in', 'device')
+        assert rec['ifindex'] == int(sh('ip', '-n', FR, '-o', 'link', 'show', 'fr-in').split(':')[0])
+        assert rec['context'] != 'process' and rec['process'] is None, 'softirq: the running task is not the sender'
+        assert (rec['src'], rec['dst'], rec['dport']) == ('10.205.1.2', '10.205.2.2', 9999)
+    # a process filter cannot match a softirq drop; an interface filter on the other side neither
+    for args in ({'comm': 'python3'}, {'interface': 'fr-out'}, {'namespace': FA}, {'src': '10.205.2.0/24'},
+                 {'dport': '1-9998'}):
+        args.setdefault('namespace', FR)
+        got = trace(duration=6, protocol='udp', command=udp_sender(FA, '10.205.2.2', 9999, 2), **args)
+        assert not got.get('failed'), got.get('msg')
+        assert got['records'] == [], args
+        assert got['stats']['seen'] >= 2, 'the drops happened but were filtered out'
+    kept = trace(namespace=FR, interface='fr-in', src='10.205.1.0/24', dport='9990-10000', reasons=['NETFILTER_DROP'],
+                 duration=6, command=udp_sender(FA, '10.205.2.2', 9999, 2))
+    assert len(kept['records']) == 2, kept['stats']
 
 
-def test_reason_filter_by_name_keeps_the_drop(dropping_netns):
-    result = trace(duration=6, command=CURL, reasons=['NETFILTER_DROP'], dport=8080)
-    assert [r['reason'] for r in result['records']] and all(r['reason'] == 'NETFILTER_DROP' for r in result['records'])
+def test_a_storm_larger_than_the_buffer_reports_lost_events(storm_netns):
+    # 1 page per CPU holds about ten events; 20000 UDP drops (no socket on port 9) cannot fit
+    result = trace(namespace=storm_netns, protocol='udp', buffer_pages=1, max_events=100000, stacks=False,
+                   duration=20, command=udp_sender(storm_netns, '127.0.0.1', 9, 20000))
+    assert not result.get('failed'), result.get('msg')
+    stats = result['stats']
+    assert stats['matched'] >= 20000, stats
+    assert stats['lost'] + stats['submit_failed'] > 0, stats
+    assert result['truncated'] is True and stats['not_returned'] == stats['matched'] - stats['returned'] > 0
+    assert any('lost' in w for w in result.get('warnings', [])), result.get('warnings')
 
 
-def test_check_mode_does_not_run_the_command(dropping_netns):
-    result = trace(check_mode=True, duration=1, command=['touch', '/tmp/ebn-should-not-exist'])
-    assert 'command_result' not in result
-    assert subprocess.run(['test', '-e', '/tmp/ebn-should-not-exist'], check=False).returncode != 0
+def test_max_events_truncates_and_says_how_many(storm_netns):
+    result = trace(namespace=storm_netns, protocol='udp', max_events=5, duration=10,
+                   command=udp_sender(storm_netns, '127.0.0.1', 9, 200))
+    assert len(result['records']) == 5
+    assert result['truncated'] is True and result['stats']['not_returned'] >= 1, result['stats']
 
 
-def test_bounded_by_duration_and_max_events(dropping_netns):
-    result = trace(duration=2, max_events=1, command=['sleep', '30'])
+def test_without_command_nothing_changed(dropping_netns):
+    result = trace(namespace=NS, duration=1)
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is False and 'command_result' not in result
+
+
+def test_check_mode_compiles_attaches_and_runs_nothing(dropping_netns, tmp_path):
+    marker = tmp_path / 'ran'
+    broken = dict(read_sources(SOURCES), **{'skb_drop.bpf.c': 'this is not C'})
+    result = trace(check_mode=True, duration=1, command=['touch', str(marker)], bpf_sources=broken)
+    assert not result.get('failed'), result.get('msg')  # a compile would have failed
+    assert 'command_result' not in result and not marker.exists()
+    assert result['changed'] is True, 'the command would have run'
+    assert result['records'] == [] and 'nothing compiled' in result['check_mode_note']
+
+
+def test_bounded_by_duration(dropping_netns):
+    result = trace(duration=2, command=['sleep', '30'])
     assert result['command_result']['rc'] == 124
-    assert len(result['records']) <= 1
 
 
 @pytest.mark.parametrize('args,message', [
     ({'duration': 0}, 'duration 0'),
     ({'duration': 601}, 'out of range'),
+    ({'max_events': 0}, 'max_events 0'),
+    ({'buffer_pages': 3}, 'power of two'),
     ({'reasons': ['NOT_A_REASON']}, 'unknown drop reason'),
-    ({'dst': '10.0.0.300'}, 'not an IP address'),
-    ({'dport': 70000}, 'out of range'),
-    ({'cgroup': '/sys/fs/cgroup/unified/ebn-nope'}, 'does not exist'),
+    ({'reasons': ['300']}, 'only 0-255'),
+    ({'dst': '10.0.0.300'}, 'not an IP address or CIDR'),
+    ({'src': '10.0.0.0/33'}, 'not an IP address or CIDR'),
+    ({'dport': '70000'}, 'out of range'),
+    ({'sport': '90-80'}, 'out of range'),
+    ({'sport': 'http'}, 'not a port or range'),
+    ({'pid': 0}, 'not a process id'),
+    ({'comm': 'a-much-too-long-process-name'}, '1-15 bytes'),
+    ({'cgroup': '/sys/fs/cgroup/unified/dt-nope'}, 'does not exist'),
+    ({'namespace': 'dt-no-such-ns'}, 'neither a running container'),
+    ({'namespace': '/proc/999999999/ns/net'}, 'does not exist'),
+    ({'interface': 'has space'}, 'neither an interface name'),
+    ({'interface': 'x' * 16}, 'neither an interface name'),
+    ({'command': ['dt-no-such-command', '--flag']}, 'was not found on the target'),
+    ({'command': []}, 'command is empty'),
+    ({'protocol': 'igmp'}, 'value of protocol must be one of'),
+    ({'duration': 'soon'}, 'duration'),
+    ({'bpf_sources': {}}, 'action plugin'),
 ])
 def test_bad_input_is_named(args, message):
     result = trace(**args)
     assert result.get('failed') and message in result['msg'], result
+    assert 'Traceback' not in result.get('msg', '') and 'exception' not in result, result
