@@ -263,7 +263,8 @@ class Agent(object):
         self.errors = {}
         self.metrics_text = ''
         self.next_metrics = 0
-        self.extra_families = []   # callables returning families (drop monitor)
+        self.extra_families = []   # callables returning families
+        self.text_sources = []     # callables returning exposition lines (the drop monitor renders its own)
         self.socket_factory_for = socket_factory_for or netns_socket_factory
         self.stopping = False
 
@@ -429,7 +430,15 @@ class Agent(object):
                 LOG.error('metrics source failed: %s', e)
         fams.extend(prometheus.agent_families(self.restores, self.health_changes, self.errors, len(self.tracked),
                                               self.started_at))
-        self.metrics_text = prometheus.render(fams)
+        text = prometheus.render(fams)
+        for source in self.text_sources:
+            try:
+                lines = source()
+            except Exception as e:  # pylint: disable=broad-except
+                LOG.error('metrics source failed: %s', e)
+                continue
+            text += ''.join(line + '\n' for line in lines)
+        self.metrics_text = text
         if self.config.get('textfile'):
             try:
                 agent_state.write_atomic(self.config['textfile'], self.metrics_text, mode=0o644)
@@ -554,8 +563,33 @@ def main(argv=None):
     return 0
 
 
+class DropMonitorSource(object):
+    """Drop counts by reason, location, namespace and interface from the continuous drop counter
+    (drop_monitor, started here and again after a reboot; its code renders the lines)."""
+
+    def __init__(self):
+        self.last_error = None
+
+    def __call__(self):
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, drop_monitor
+        try:
+            started = drop_monitor.ensure_drop_monitor()
+            if started['changed']:
+                LOG.warning('drop monitor started (program %s, pins %s)', started['prog_id'], started['pin_dir'])
+            lines = drop_monitor.prometheus_lines(drop_monitor.read_drop_counts())
+        except (drop_monitor.MonitorError, bpf_loader.LoaderError) as e:
+            if str(e) != self.last_error:
+                LOG.error('drop monitor: %s', e)
+            self.last_error = str(e)
+            return []
+        self.last_error = None
+        return lines
+
+
 def add_optional_sources(agent):
-    """Drivers and metric sources whose code may not be installed (older collection trees)."""
+    """Metric sources the config turns on."""
+    if agent.config.get('drop_monitor'):
+        agent.text_sources.append(DropMonitorSource())
     return agent
 
 

@@ -238,3 +238,22 @@ def test_config_file_and_overrides(tmp_path):
     path.write_text(json.dumps({'metrics_port': 9500, 'poll_interval': 2}))
     cfg = host_agent.load_config(str(path), {'poll_interval': 0.5, 'textfile': None})
     assert cfg['metrics_port'] == 9500 and cfg['poll_interval'] == 0.5 and cfg['metrics_address'] == '127.0.0.1'
+
+
+def test_text_sources_are_appended_and_a_failing_one_is_skipped(env, tmp_path):
+    cfg, driver, clock, agent = env
+
+    def broken():
+        raise RuntimeError('drop monitor exploded')
+    agent.text_sources = [broken, lambda: ['# TYPE ebpf_networking_drops_total counter',
+                                           'ebpf_networking_drops_total{reason="NO_SOCKET"} 3']]
+    agent.tick()
+    assert agent.metrics_text.endswith('ebpf_networking_drops_total{reason="NO_SOCKET"} 3\n')
+    assert 'ebpf_networking_agent_deployments 0' in agent.metrics_text
+
+
+def test_drop_monitor_is_a_source_only_when_configured(env):
+    cfg, driver, clock, agent = env
+    assert host_agent.add_optional_sources(agent).text_sources == []
+    agent.config['drop_monitor'] = True
+    assert isinstance(host_agent.add_optional_sources(agent).text_sources[0], host_agent.DropMonitorSource)
