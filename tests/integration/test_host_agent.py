@@ -273,3 +273,65 @@ def test_systemd_unit_verifies(tmp_path):
                           stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     assert proc.returncode == 0, proc.stdout
     assert 'ebpf-networking-agent' not in proc.stdout, proc.stdout
+
+
+SOCKMAP_SOURCES = ('sockops.bpf.c', 'sockredir.bpf.c', 'sockmap.h')
+SOCKMAP_PIN = '/sys/fs/bpf/ebpf_networking/ag_sk'
+
+
+def sockops_attached(cgroup):
+    out = sh('bpftool', '-j', 'cgroup', 'show', cgroup).stdout
+    return [p for p in json.loads(out.strip() or '[]') if p.get('attach_type') in ('sock_ops', 'cgroup_sock_ops')]
+
+
+def run_agent_once(*extra):
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION))))
+    return subprocess.run(['/usr/bin/python3', '-m', 'ansible_collections.ebpf.networking.plugins.module_utils.host_agent',
+                           '--state-dir', STATE_DIR, '--run-dir', RUN_DIR, '--once'] + list(extra),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, env=env,
+                          timeout=300, check=False)
+
+
+@pytest.fixture
+def ag_cgroup(require_root):
+    root = '/sys/fs/cgroup/unified'
+    if not os.path.isdir(root):
+        root = '/sys/fs/cgroup'
+    path = os.path.join(root, 'ag-sockmap')
+    if not os.path.isdir(path):
+        os.mkdir(path)
+    yield path
+    run_module('sockmap_redirect', {'name': 'ag_sk', 'state': 'absent'})
+    os.rmdir(path)
+
+
+def test_sockmap_is_restored_after_a_simulated_reboot(ag_cgroup, tmp_path):
+    args = {'name': 'ag_sk', 'cgroup': ag_cgroup, 'ports': [47001], 'bpf_sources': read_sources(SOCKMAP_SOURCES)}
+    result = run_module('sockmap_redirect', args)
+    assert not result.get('failed'), result.get('msg')
+    assert result['persistent_state'] == os.path.join(STATE_DIR, 'sockmap_redirect', 'ag_sk.json')
+    before = sockops_attached(ag_cgroup)
+    assert len(before) == 1
+
+    kept = run_agent_once()
+    assert kept.returncode == 0, kept.stdout
+    assert 'restored in' not in kept.stdout, 'intact: nothing to do'
+    assert [p['id'] for p in sockops_attached(ag_cgroup)] == [before[0]['id']]
+
+    # a reboot: no attachment, no pins
+    sh('bpftool', 'cgroup', 'detach', ag_cgroup, 'cgroup_sock_ops', 'id', str(before[0]['id']))
+    shutil.rmtree(SOCKMAP_PIN)
+    assert sockops_attached(ag_cgroup) == []
+    textfile = str(tmp_path / 'agent.prom')
+    restored = run_agent_once('--textfile', textfile)
+    assert restored.returncode == 0, restored.stdout
+    assert 'sockmap_redirect/ag_sk: restored' in restored.stdout and 'sock_ops' in restored.stdout
+    assert len(sockops_attached(ag_cgroup)) == 1 and os.path.isdir(SOCKMAP_PIN)
+    with open(textfile) as f:
+        text = f.read()
+    assert 'ebpf_networking_sockmap_attached{deployment="ag_sk"} 1' in text
+    assert 'ebpf_networking_agent_restores_total{deployment="sockmap_redirect/ag_sk"} 1' in text
+
+    gone = run_module('sockmap_redirect', {'name': 'ag_sk', 'state': 'absent'})
+    assert any('remove saved state' in c for c in gone['changes'])
+    assert not os.path.exists(os.path.join(STATE_DIR, 'sockmap_redirect', 'ag_sk.json'))
