@@ -556,6 +556,12 @@ def main(argv=None):
     LOG.info('agent started (state %s, poll every %ss)', config['state_dir'], config['poll_interval'])
     try:
         agent.run(once=args.once)
+    except (IOError, OSError) as e:
+        if e.errno not in (98, 99, 13):   # EADDRINUSE, EADDRNOTAVAIL, EACCES: the metrics listener
+            raise
+        LOG.error('cannot serve metrics on %s:%s: %s. Pick another metrics_port/metrics_address in %s.',
+                  config['metrics_address'], config['metrics_port'], e.strerror, args.config or 'the config')
+        return 1
     finally:
         if args.pidfile and os.path.exists(args.pidfile):
             os.unlink(args.pidfile)

@@ -257,3 +257,22 @@ def test_drop_monitor_is_a_source_only_when_configured(env):
     assert host_agent.add_optional_sources(agent).text_sources == []
     agent.config['drop_monitor'] = True
     assert isinstance(host_agent.add_optional_sources(agent).text_sources[0], host_agent.DropMonitorSource)
+
+
+def test_a_busy_metrics_port_is_a_clear_error_not_a_traceback(tmp_path, caplog):
+    busy = Listener()
+    try:
+        rc = host_agent.main(['--state-dir', str(tmp_path / 'etc'), '--run-dir', str(tmp_path / 'run'),
+                              '--metrics-port', str(busy.port), '--pidfile', str(tmp_path / 'agent.pid')])
+    finally:
+        busy.close()
+    assert rc == 1
+    assert any('cannot serve metrics on 127.0.0.1:%d' % busy.port in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / 'agent.pid').exists(), 'the pidfile goes with the process'
+
+
+def test_once_runs_one_round_and_exits(tmp_path):
+    rc = host_agent.main(['--state-dir', str(tmp_path / 'etc'), '--run-dir', str(tmp_path / 'run'), '--once',
+                          '--textfile', str(tmp_path / 'm.prom'), '--config', ''])
+    assert rc == 0
+    assert 'ebpf_networking_agent_deployments 0' in (tmp_path / 'm.prom').read_text()
