@@ -307,8 +307,8 @@ class Agent(object):
         now = self.clock()
         for t in list(self.tracked.values()):
             try:
-                self.ensure(t)
-                self.check_health(t, now)
+                if self.ensure(t):
+                    self.check_health(t, now)
             except Exception as e:  # pylint: disable=broad-except
                 self.note_error(t, 'unexpected error: %s' % e)
                 LOG.debug('traceback', exc_info=True)
@@ -323,6 +323,7 @@ class Agent(object):
         t.last_error = message
 
     def ensure(self, t):
+        """True when the deployment is in place (found so, or restored now)."""
         driver = self.drivers[t.kind]
         try:
             reason = driver.check(t.name, t.params)
@@ -331,14 +332,14 @@ class Agent(object):
         if reason is None:
             if t.applied is None:
                 t.applied = t.params.get('services')   # found intact: what the module applied
-            return
+            return True
         services = health_check.effective_services(t.params, t.health)[0] if t.kind == 'xdp_proxy' else None
         started = time.time()
         try:
             result = driver.apply(t.name, t.params, services)
         except ApplyError as e:
             self.note_error(t, 'restore failed (%s): %s; retrying' % (reason, e))
-            return
+            return False
         took = time.time() - started
         t.applied = services
         t.last_error = None
@@ -348,6 +349,7 @@ class Agent(object):
         LOG.warning('%s: restored in %.2fs because %s: %s', t.key, took, reason,
                     '; '.join(result.get('changes', [])) or 'nothing to change')
         self.write_status(t)
+        return True
 
     def check_health(self, t, now):
         if t.kind != 'xdp_proxy':

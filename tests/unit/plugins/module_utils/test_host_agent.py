@@ -105,13 +105,16 @@ def test_intact_deployment_is_left_alone_and_a_lost_one_is_restored(env):
 
 def test_a_failing_restore_is_retried_and_logged_once(env, caplog):
     cfg, driver, clock, agent = env
-    save(cfg, ports=(81,))
+    down = Listener()
+    down.close()
+    save(cfg, ports=(81, down.port), health={'interval': 0.5, 'timeout': 0.2, 'fall': 1})
     driver.broken['lb1'] = 'program not attached'
     driver.fail_apply = 'container lb is not running'
     for _round in range(3):
         agent.tick()
     assert sum('container lb is not running' in r.getMessage() for r in caplog.records) == 1
-    assert agent.errors['xdp_proxy/lb1'] == 3
+    assert agent.errors['xdp_proxy/lb1'] == 3, 'no health round while the deployment is not in place'
+    assert len(caplog.records) == 1, [r.getMessage() for r in caplog.records]
     driver.fail_apply = None
     agent.tick()
     assert driver.applied and 'lb1' not in driver.broken
