@@ -448,6 +448,16 @@ class Agent(object):
                 LOG.error('cannot write metrics textfile %s: %s', self.config['textfile'], e)
 
     # -- running --
+    def sleep_time(self, spent):
+        """Until the next poll, or the next health check when that comes sooner (so a check's interval is
+        kept, not rounded up to the poll interval)."""
+        wait = self.config['poll_interval'] - spent
+        now = self.clock()
+        for t in self.tracked.values():
+            for due in t.scheduler.next_due.values():
+                wait = min(wait, due - now)
+        return max(0.01, wait)
+
     def run(self, once=False):
         server = None
         if not once and self.config.get('metrics_port') is not None:
@@ -460,7 +470,7 @@ class Agent(object):
                 self.tick()
                 if once:
                     break
-                time.sleep(max(0.0, self.config['poll_interval'] - (time.time() - started)))
+                time.sleep(self.sleep_time(time.time() - started))
         finally:
             if server is not None:
                 server.shutdown()

@@ -279,3 +279,19 @@ def test_once_runs_one_round_and_exits(tmp_path):
                           '--textfile', str(tmp_path / 'm.prom'), '--config', ''])
     assert rc == 0
     assert 'ebpf_networking_agent_deployments 0' in (tmp_path / 'm.prom').read_text()
+
+
+def test_the_loop_wakes_for_the_next_health_check_before_the_next_poll(env):
+    cfg, driver, clock, agent = env
+    a = Listener()
+    try:
+        save(cfg, ports=(a.port,), health={'interval': 0.3, 'timeout': 0.1})
+        assert agent.sleep_time(0) == cfg['poll_interval']
+        agent.tick()
+        assert abs(agent.sleep_time(0) - 0.3) < 1e-6, 'next check in 0.3 s, poll in 1 s'
+        clock.now += 0.25
+        assert abs(agent.sleep_time(0) - 0.05) < 1e-6
+        clock.now += 1
+        assert agent.sleep_time(0) == 0.01
+    finally:
+        a.close()
