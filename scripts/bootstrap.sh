@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Prepares the controller: a Python venv with pinned Ansible tooling.
 # Target-side packages (bcc, headers, docker, ...) are installed by the roles, not here.
-# Safe to run repeatedly: the venv is reused while requirements-dev.txt is unchanged.
+# Safe to run repeatedly: the venv is reused while its requirements file is unchanged.
+# Optional argument: another requirements file (e.g. requirements-core-2.17.txt) for a second venv,
+# made next to the main one as <venv>-<file name without requirements- and .txt>.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${EBPF_NET_VENV:-/opt/ebpf-networking/venv}
+requirements=${1:-requirements-dev.txt}
+if [ "$requirements" != requirements-dev.txt ]; then
+  suffix=${requirements#requirements-}; venv="$venv-${suffix%.txt}"
+fi
 stamp="$venv/.requirements.sha256"
-want=$(sha256sum "$repo/requirements-dev.txt" | cut -d' ' -f1)
+want=$(sha256sum "$repo/$requirements" | cut -d' ' -f1)
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
@@ -32,11 +38,11 @@ fi
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/ansible-playbook" ]; then
   log "venv $venv is up to date"
 else
-  log "creating venv $venv (pinned tools from requirements-dev.txt)"
+  log "creating venv $venv (pinned tools from $requirements)"
   rm -rf "$venv"
   mkdir -p "$(dirname "$venv")"
   /usr/bin/python3 -m venv --system-site-packages "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements-dev.txt"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/$requirements"
   echo "$want" > "$stamp"
 fi
 echo "$venv"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the collection from this checkout and installs it for the current user, as
-# `ansible-galaxy collection install` would from Galaxy. Dependencies (community.docker,
-# ansible.posix) come with the pinned `ansible` package in the venv, so Galaxy is not asked.
+# `ansible-galaxy collection install` would from Galaxy. Dependencies (none for production;
+# community.docker for the lab) come with the pinned `ansible` package in the venv, so Galaxy is not asked.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${EBPF_NET_VENV:-/opt/ebpf-networking/venv}

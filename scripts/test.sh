@@ -2,14 +2,16 @@
 # Quick start 2: the whole test suite, as root on a Debian 12 machine (installs what it needs).
 #   sanity    ansible-test sanity on a copy under ansible_collections/ebpf/networking
 #   units     ansible-test units (pytest)
+#   sanity-2.17, units-2.17  the same on the oldest supported ansible-core (its own venv)
 #   host      the bpf_toolchain role on localhost (bcc, headers, bpffs) for the tests below
 #   integration  pytest tests/integration: modules against real namespaces, packets checked by scapy
-#   molecule  every scenario in extensions/molecule (default, xdp, ...)
+#   molecule  every lab scenario in extensions/molecule (default, xdp, ...)
+#   ssh_fleet the molecule scenario of three hosts over SSH with become (production playbooks)
 #   benchmark the quick benchmark profile on the lab (ratios are reported; missing numbers fail), then teardown
 # Pick steps with TEST_STEPS="units integration"; MOLECULE_SCENARIOS="default" limits molecule.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-steps=${TEST_STEPS:-sanity units host integration molecule benchmark}
+steps=${TEST_STEPS:-sanity units sanity-2.17 units-2.17 host integration molecule ssh_fleet benchmark}
 venv=$("$repo/scripts/bootstrap.sh") || exit 1
 export PATH="$venv/bin:$PATH" NO_COLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 work=${EBPF_NET_TEST_WORK:-/tmp/ebpf-networking-test}
@@ -33,23 +35,30 @@ copy_collection() {
     | rsync -a --files-from=- ./ "$coll/")
 }
 
-offline_get_pip() {
+offline_get_pip() {  # offline_get_pip PIP_VERSION (the one this ansible-test bootstraps: 24.2 for 2.18)
   # ansible-test bootstraps pip in its venvs with a get-pip script it downloads from a host that is
   # not reachable here; give it a stand-in that runs pip from a wheel fetched from PyPI.
-  local version=24.2 wheels=/opt/ebpf-networking/wheels
+  local version=$1 wheels=/opt/ebpf-networking/wheels
   local script="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
   [ -f "$script" ] && return 0
   mkdir -p "$wheels" "$(dirname "$script")"
-  ls "$wheels"/pip-$version-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$wheels" "pip==$version"
+  ls "$wheels"/pip-"$version"-*.whl >/dev/null 2>&1 || pip download -q --no-deps -d "$wheels" "pip==$version"
   sed "s|@WHEEL_DIR@|$wheels|; s|@VERSION@|$version|" "$repo/scripts/get_pip_offline.py" > "$script"
 }
 
-run_sanity() {
-  offline_get_pip && copy_collection && (cd "$coll" && ansible-test sanity --venv --python 3.11 --color no)
+run_sanity() {  # run_sanity [VENV PIP_VERSION]: ansible-test of that venv (default: the main one)
+  local bin=${1:+$1/bin/}
+  offline_get_pip "${2:-24.2}" && copy_collection && (cd "$coll" && "${bin}ansible-test" sanity --venv --python 3.11 --color no)
 }
 
 run_units() {
-  copy_collection && (cd "$coll" && ansible-test units --local --python 3.11 --color no)
+  local bin=${1:+$1/bin/}
+  copy_collection && (cd "$coll" && "${bin}ansible-test" units --local --python 3.11 --color no)
+}
+
+run_core217() {  # run_core217 run_sanity|run_units: in the venv of the oldest supported ansible-core
+  local v; v=$("$repo/scripts/bootstrap.sh" requirements-core-2.17.txt) || return 1
+  "$1" "$v" 23.1.2  # the pip ansible-test 2.17 bootstraps
 }
 
 run_host() {
@@ -65,9 +74,14 @@ run_molecule() {
   "$repo/scripts/install-collection.sh" || return 1
   for s in ${MOLECULE_SCENARIOS:-$(ls "$repo/extensions/molecule")}; do
     [ -f "$repo/extensions/molecule/$s/molecule.yml" ] || continue
+    [ -z "${MOLECULE_SCENARIOS:-}" ] && [ "$s" = ssh_fleet ] && continue  # its own step
     (cd "$repo" && molecule test -s "$s") || rc=1
   done
   return $rc
+}
+
+run_ssh_fleet() {
+  "$repo/scripts/install-collection.sh" && (cd "$repo" && molecule test -s ssh_fleet)
 }
 
 run_benchmark() {
@@ -82,9 +96,12 @@ for s in $steps; do
   case $s in
     sanity) step sanity run_sanity ;;
     units) step units run_units ;;
+    sanity-2.17) step sanity-2.17 run_core217 run_sanity ;;
+    units-2.17) step units-2.17 run_core217 run_units ;;
     host) step host run_host ;;
     integration) step integration run_integration ;;
     molecule) step molecule run_molecule ;;
+    ssh_fleet) step ssh_fleet run_ssh_fleet ;;
     benchmark) step benchmark run_benchmark ;;
     *) echo "unknown step $s"; failed=$((failed + 1)) ;;
   esac
