@@ -335,3 +335,16 @@ def test_sockmap_is_restored_after_a_simulated_reboot(ag_cgroup, tmp_path):
     gone = run_module('sockmap_redirect', {'name': 'ag_sk', 'state': 'absent'})
     assert any('remove saved state' in c for c in gone['changes'])
     assert not os.path.exists(os.path.join(STATE_DIR, 'sockmap_redirect', 'ag_sk.json'))
+
+
+@pytest.mark.parametrize('check,words', [({'interval': 1, 'timeout': 5}, 'longer than interval'),
+                                         ({'path': 'healthz'}, 'must start with /'),
+                                         ({'fall': 0}, 'fall 0 is out of range')])
+def test_bad_health_check_fails_before_anything_is_attached(require_root, check, words):
+    result = run_module('xdp_proxy', {
+        'name': 'ag_bad', 'netns': 'ag-none', 'interface': 'eth0', 'bpf_sources': read_sources(XDP_SOURCES),
+        'services': [{'vip': '10.204.9.1', 'port': 80, 'backends': ['10.204.9.2'], 'health_check': check}]})
+    assert result.get('failed') and words in result['msg'] and 'Nothing was changed' in result['msg'], result
+    assert 'services[0].health_check' in result['msg']
+    assert not os.path.exists('/sys/fs/bpf/ebpf_networking/ag_bad')
+    assert not os.path.exists(os.path.join(STATE_DIR, 'xdp_proxy', 'ag_bad.json'))
