@@ -102,6 +102,13 @@ options:
     description: Capacity of the SOCKHASH; sockets beyond it are simply not accelerated.
     type: int
     default: 65535
+  persistent:
+    description:
+      - Save the applied desired state under C(/etc/ebpf-networking/sockmap_redirect/<name>.json) so the host
+        agent (role C(ebpf.networking.host_agent)) re-applies it after a reboot or when the container's cgroup
+        is re-created. C(false) removes a saved state; I(state=absent) always does.
+    type: bool
+    default: true
   bpf_sources:
     description:
       - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
@@ -148,6 +155,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+persistent_state:
+  description: File holding the saved desired state the host agent restores, or null when not persistent.
+  returned: always
+  type: str
+  sample: /etc/ebpf-networking/sockmap_redirect/sockmap.json
 prog_ids:
   description: Kernel ids of the sock_ops and sk_msg programs.
   returned: state=present and the deployment exists (also in check mode)
@@ -225,7 +237,7 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_deploy import SockmapDeployment, SockmapError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_keys import SockmapConfigError
@@ -243,6 +255,7 @@ def main():
             max_sockets=dict(type='int', default=65535),
             scope=dict(type='str', default='filtered', choices=['filtered', 'all']),
             drain_timeout=dict(type='float', default=1.0),
+            persistent=dict(type='bool', default=True),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('cgroup', 'container')],
@@ -251,13 +264,24 @@ def main():
     if os.geteuid() != 0:
         module.fail_json(msg='sockmap_redirect must run as root (become: true): loading BPF needs CAP_BPF/CAP_NET_ADMIN')
     sockmap = None
+    present = module.params['state'] == 'present'
+    saved = []
     try:
         sockmap = SockmapDeployment(module.params, check_mode=module.check_mode, run_command=module.run_command)
+        if not present:
+            # forget first: the host agent must not restore what is being removed
+            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
         result = sockmap.apply()
-    except (SockmapError, LoaderError, SockmapConfigError) as e:
+        if present:
+            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
+    except (SockmapError, LoaderError, SockmapConfigError, agent_state.StateError) as e:
         fail(module, sockmap, str(e))
     except Exception as e:  # pylint: disable=broad-except
         fail(module, sockmap, 'unexpected error: %s' % e, exception=traceback.format_exc())
+    if saved:
+        result.update(changed=True, changes=result.get('changes', []) + saved)
+    result['persistent_state'] = agent_state.state_path('sockmap_redirect', module.params['name']) \
+        if module.params['persistent'] and module.params['state'] == 'present' else None
     module.exit_json(invocation=bpf_loader.invocation(module.params), **result)
 
 

@@ -122,6 +122,48 @@ options:
             interface's first IPv4 address. Each address gives the service every port of I(snat_port_range).
           - Unspecified, broadcast, multicast, loopback and class E addresses are refused, also for I(vip) and backends.
         type: raw
+      health_check:
+        description:
+          - Check the backends of this service from the load balancer's namespace and take a failing one out
+            of the Maglev table (no new flows; established flows continue) until it passes again. Done by the
+            host agent (role C(ebpf.networking.host_agent)) between Ansible runs; needs I(persistent=true).
+          - A backend goes down after I(fall) failed checks in a row and comes back after I(rise) good ones,
+            so it leaves the table within C(interval * fall + timeout) seconds. If every backend of the service
+            fails, all are kept and the agent logs it.
+        type: dict
+        suboptions:
+          type:
+            description: C(tcp) connects; C(http) sends C(GET path) and expects I(expect_status).
+            type: str
+            choices: [tcp, http]
+            default: tcp
+          port:
+            description: Port to check; defaults to each backend's port.
+            type: int
+          path:
+            description: Path of the HTTP check.
+            type: str
+            default: /
+          expect_status:
+            description: HTTP status that counts as healthy.
+            type: int
+            default: 200
+          interval:
+            description: Seconds between checks of a backend.
+            type: float
+            default: 2
+          timeout:
+            description: Seconds a check may take; at most I(interval).
+            type: float
+            default: 1
+          rise:
+            description: Good checks in a row that bring a down backend back.
+            type: int
+            default: 2
+          fall:
+            description: Failed checks in a row that take a backend out.
+            type: int
+            default: 3
       backends:
         description:
           - Backends as dicts (C(ip), C(port) default the service port, C(weight) 0-1000 default 1) or plain addresses.
@@ -181,6 +223,14 @@ options:
         description: A UDP flow.
         type: int
         default: 60
+  persistent:
+    description:
+      - Save the applied desired state under C(/etc/ebpf-networking/xdp_proxy/<name>.json) so the host agent
+        (role C(ebpf.networking.host_agent)) re-applies it after a reboot, a re-created interface or a restarted
+        container, and runs the I(health_check)s. C(false) removes a saved state; I(state=absent) always does.
+      - Like firewalld's C(permanent). Without a running agent the file is only kept, nothing reads it.
+    type: bool
+    default: true
   bpf_sources:
     description:
       - The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
@@ -262,6 +312,11 @@ counters:
   returned: state=present and not check mode
   type: list
   elements: dict
+persistent_state:
+  description: File holding the saved desired state the host agent restores, or null when not persistent.
+  returned: always
+  type: str
+  sample: /etc/ebpf-networking/xdp_proxy/xdp_lb.json
 flows:
   description: Entries in the connection table (one per connection).
   returned: state=present and not check mode
@@ -285,9 +340,10 @@ diff:
 '''
 
 import os
+import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, health_check
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_deploy import DeployError, XdpLbDeployment
 
 
@@ -307,6 +363,16 @@ def main():
                 protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
                 snat_ip=dict(type='raw'),
                 backends=dict(type='list', elements='raw', required=True),
+                health_check=dict(type='dict', options=dict(
+                    type=dict(type='str', default='tcp', choices=['tcp', 'http']),
+                    port=dict(type='int'),
+                    path=dict(type='str', default='/'),
+                    expect_status=dict(type='int', default=200),
+                    interval=dict(type='float', default=2),
+                    timeout=dict(type='float', default=1),
+                    rise=dict(type='int', default=2),
+                    fall=dict(type='int', default=3),
+                )),
             )),
             max_services=dict(type='int', default=16),
             max_backends=dict(type='int', default=64),
@@ -320,6 +386,7 @@ def main():
                 tcp_closing=dict(type='int', default=10),
                 udp=dict(type='int', default=60),
             )),
+            persistent=dict(type='bool', default=True),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('container', 'netns')],
@@ -329,13 +396,44 @@ def main():
     invocation = bpf_loader.invocation(module.params)
     if os.geteuid() != 0:
         module.fail_json(msg='xdp_proxy must run as root (become: true): loading BPF needs CAP_BPF and CAP_NET_ADMIN')
-    deployment = XdpLbDeployment(module.params, run_command=module.run_command, check_mode=module.check_mode,
+    try:
+        health_check.validate_services(module.params['services'])
+    except health_check.HealthConfigError as e:
+        module.fail_json(msg='%s. Nothing was changed.' % e, invocation=invocation)
+    run_params = module.params
+    if module.params['state'] == 'present' and module.params['persistent']:
+        services, left_out = health_check.agent_view(
+            module.params, agent_state.load_status('xdp_proxy', module.params['name']), time.time())
+        if left_out:
+            run_params = dict(module.params, services=services)
+            module.warn('the host agent reports %s down (failing health checks): left out of the Maglev table '
+                        'until it passes again' % ', '.join(left_out))
+    deployment = XdpLbDeployment(run_params, run_command=module.run_command, check_mode=module.check_mode,
                                  warn=module.warn)
+    present = module.params['state'] == 'present'
+    saved = []
+    if not present:
+        # forget first: the agent must not restore what is being removed
+        saved = persist(module, 'xdp_proxy', present, invocation)
     try:
         result = deployment.run()
     except DeployError as e:
         module.fail_json(msg=e.msg, invocation=invocation, **e.extra)
+    if present:
+        saved = persist(module, 'xdp_proxy', present, invocation)
+    if saved:
+        result['changes'] = result.get('changes', []) + saved
+        result['changed'] = True
+    result['persistent_state'] = agent_state.state_path('xdp_proxy', module.params['name']) \
+        if module.params['persistent'] and module.params['state'] == 'present' else None
     module.exit_json(invocation=invocation, **result)
+
+
+def persist(module, kind, present, invocation):
+    try:
+        return agent_state.persist(kind, module.params, present, module.check_mode)
+    except agent_state.StateError as e:
+        module.fail_json(msg=str(e), invocation=invocation, changed=present)
 
 
 if __name__ == '__main__':

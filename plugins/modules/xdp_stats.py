@@ -109,6 +109,17 @@ maps:
   description: Pinned maps with id, type, sizes and estimated kernel memory.
   returned: when deployed
   type: dict
+health:
+  description:
+    - Backend health as the host agent last saw it (role C(ebpf.networking.host_agent)), per service label and
+      backend C(ip:port) - C(state) (up or down), C(last_change), C(last_check) (Unix times),
+      C(consecutive_failures), C(consecutive_successes), C(last_error) - plus C(all_backends_down) (services
+      whose every backend fails, all kept in the table), C(last_restore) and C(updated_at).
+    - Null when no agent looks after this deployment.
+  returned: when deployed
+  type: dict
+  sample: {health: {"172.30.0.10:80/tcp": {"172.30.0.12:80": {state: down, last_change: 1764260000.5,
+           last_error: "connect: ECONNREFUSED"}}}, all_backends_down: {}, updated_at: 1764260003.1}
 memory:
   description:
     - Estimated map memory in total, per configured backend slot and per connection (the connection table
@@ -120,7 +131,7 @@ memory:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, bpf_syscall, xdp_deploy
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     PROTOCOL_NAMES, ip_str, port_int, state_name)
 
@@ -200,6 +211,9 @@ def main():
         module.fail_json(msg=str(e))
     except bpf_syscall.BpfError as e:
         module.fail_json(msg='reading the pinned maps failed: %s (run as root)' % e, exception=traceback.format_exc())
+    status = agent_state.load_status('xdp_proxy', module.params['name'])
+    result['health'] = dict((k, status.get(k)) for k in ('health', 'all_backends_down', 'last_restore', 'updated_at')) \
+        if isinstance(status, dict) else None
     module.exit_json(**result)
 
 

@@ -24,6 +24,11 @@ from lab_topology import Topology  # noqa: E402  pylint: disable=wrong-import-po
 
 XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h')
 
+# modules save their desired state for the host agent (persistent: true): keep the tests' out of /etc
+_WORK = os.environ.get('EBPF_NET_TEST_WORK', '/tmp/ebpf-networking-test')
+os.environ.setdefault('EBPF_NETWORKING_STATE_DIR', os.path.join(_WORK, 'agent-state'))
+os.environ.setdefault('EBPF_NETWORKING_RUN_DIR', os.path.join(_WORK, 'agent-run'))
+
 
 def read_sources(names):
     return dict((n, open(os.path.join(COLLECTION, 'bpf', n)).read()) for n in names)

@@ -21,7 +21,6 @@ import time
 
 PREFIX = 'ebn-'
 SUBNET = '10.203.0.'
-SWITCH = PREFIX + 'sw'
 
 
 def sh(*cmd, **kw):
@@ -35,9 +34,9 @@ def nsexec(ns, *cmd, **kw):
 
 
 class Node(object):
-    def __init__(self, name, ip, hostif):
+    def __init__(self, name, ip, hostif, prefix=PREFIX):
         self.name = name
-        self.ns = PREFIX + name
+        self.ns = prefix + name
         self.ip = ip
         self.hostif = hostif  # the switch-side veth
         self.procs = []
@@ -53,7 +52,11 @@ class Node(object):
 
 
 class Topology(object):
-    def __init__(self, clients=2, backends=3, checksum_offload=True):
+    def __init__(self, clients=2, backends=3, checksum_offload=True, prefix=PREFIX, subnet=SUBNET):
+        # prefix and subnet: another test file's lab, so both can exist at once
+        self.prefix = prefix
+        self.subnet = subnet
+        self.switch = prefix + 'sw'
         self.nodes = {}
         self.clients = ['cl%d' % (i + 1) for i in range(clients)]
         self.backends = ['be%d' % (i + 1) for i in range(backends)]
@@ -67,26 +70,26 @@ class Topology(object):
 
     def up(self):
         self.down()
-        sh('ip', 'netns', 'add', SWITCH)
-        nsexec(SWITCH, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
-        nsexec(SWITCH, 'ip', 'link', 'set', 'br0', 'up')
+        sh('ip', 'netns', 'add', self.switch)
+        nsexec(self.switch, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
+        nsexec(self.switch, 'ip', 'link', 'set', 'br0', 'up')
         plan = [('lb', 10)] + [(c, 100 + i) for i, c in enumerate(self.clients)] + \
                [(b, 20 + i) for i, b in enumerate(self.backends)]
         for i, (name, host) in enumerate(plan):
-            ns = PREFIX + name
-            hostif = 'ebnsw%d' % i
+            ns = self.prefix + name
+            hostif = '%ssw%d' % (self.prefix.replace('-', ''), i)
             sh('ip', 'netns', 'add', ns)
-            sh('ip', 'link', 'add', hostif, 'netns', SWITCH, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
-            nsexec(SWITCH, 'ip', 'link', 'set', hostif, 'master', 'br0', 'up')
-            nsexec(ns, 'ip', 'addr', 'add', '%s%d/24' % (SUBNET, host), 'dev', 'eth0')
+            sh('ip', 'link', 'add', hostif, 'netns', self.switch, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns)
+            nsexec(self.switch, 'ip', 'link', 'set', hostif, 'master', 'br0', 'up')
+            nsexec(ns, 'ip', 'addr', 'add', '%s%d/24' % (self.subnet, host), 'dev', 'eth0')
             nsexec(ns, 'ip', 'link', 'set', 'eth0', 'up')
             nsexec(ns, 'ip', 'link', 'set', 'lo', 'up')
             # tests bind fixed source ports below this range; curl's own ports must never take them
             nsexec(ns, 'sysctl', '-qw', 'net.ipv4.ip_local_port_range=50000 60999')
             if not self.checksum_offload:
                 nsexec(ns, 'ethtool', '-K', 'eth0', 'tx', 'off', 'rx', 'off')
-                nsexec(SWITCH, 'ethtool', '-K', hostif, 'tx', 'off', 'rx', 'off')
-            self.nodes[name] = Node(name, '%s%d' % (SUBNET, host), hostif)
+                nsexec(self.switch, 'ethtool', '-K', hostif, 'tx', 'off', 'rx', 'off')
+            self.nodes[name] = Node(name, '%s%d' % (self.subnet, host), hostif, self.prefix)
         return self
 
     def start_backends(self, port=80, udp_port=None):
@@ -113,5 +116,5 @@ class Topology(object):
         out = sh('ip', 'netns', 'list', check=False).stdout
         for line in out.splitlines():
             name = line.split()[0] if line.split() else ''
-            if name.startswith(PREFIX):
+            if name.startswith(self.prefix):
                 sh('ip', 'netns', 'del', name, check=False)
