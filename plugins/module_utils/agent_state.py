@@ -39,7 +39,9 @@ def _check(kind, name):
     if kind not in KINDS:
         raise StateError('unknown deployment kind %r (known: %s)' % (kind, ', '.join(KINDS)))
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise StateError('deployment name %r is not valid: lower-case letters, digits, _ and -' % (name,))
+        # the same words as the loader's check, so a bad name reads the same whichever check meets it first
+        raise StateError("name %r is invalid: use 1-48 characters of a-z, 0-9, '_' and '-', starting with a letter "
+                         "or digit" % (name,))
 
 
 def state_path(kind, name, state_dir=None):
