@@ -172,6 +172,9 @@ def main():
     module = AnsibleModule(argument_spec=dict(name=dict(type='str', default='xdp_lb'),
                                               flows=dict(type='int', default=0)),
                            supports_check_mode=True)
+    if module.params['flows'] < 0:
+        module.fail_json(msg='flows is %d: give how many connection-table entries to return, 0 (the default) for '
+                             'none' % module.params['flows'])
     try:
         pins = bpf_loader.PinSet(module.params['name'])
         if not pins.exists():

@@ -19,7 +19,7 @@ import pytest
 PIN_ROOT = '/sys/fs/bpf/ebpf_networking'
 NETNS = 'fl-bad'  # a namespace of our own: an input accepted by mistake attaches only to its lo
 NO_IF = 'flbad0'  # an interface that does not exist
-SVC = {'vip': '10.215.0.1', 'port': 80, 'backends': ['10.215.0.2']}
+SVC = {'vip': '10.215.0.1', 'port': 80, 'snat_ip': '10.215.0.3', 'backends': ['10.215.0.2']}  # lo's own address is loopback: never a SNAT address
 
 
 def svc(**kw):
@@ -80,7 +80,7 @@ CASES = [
     ('skb_drop_trace-command-missing', 'skb_drop_trace', {'command': ['/nonexistent/fl-cmd'], 'duration': 1},
      ['fl-cmd'], []),
     ('skb_drop_trace-duration-negative', 'skb_drop_trace', {'duration': -1}, ['duration'], []),
-    ('skb_drop_trace-protocol-unknown', 'skb_drop_trace', {'protocol': 'sctp', 'duration': 1}, ['protocol'], []),
+    ('skb_drop_trace-protocol-unknown', 'skb_drop_trace', {'protocol': 'igmp', 'duration': 1}, ['protocol'], []),
     ('skb_drop_trace-src-not-an-address', 'skb_drop_trace', {'src': 'fl-host', 'duration': 1}, ['fl-host'], []),
     ('skb_drop_trace-dport-too-big', 'skb_drop_trace', {'dport': 70000, 'duration': 1}, ['70000', 'dport'], []),
     ('skb_drop_trace-reason-unknown', 'skb_drop_trace', {'reasons': ['FL_NO_SUCH_REASON'], 'duration': 1},
