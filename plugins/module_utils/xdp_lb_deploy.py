@@ -27,7 +27,7 @@ EOPNOTSUPP = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
 DEFAULTS = {
     'name': 'xdp_lb', 'state': 'present', 'interface': None, 'container': None, 'netns': None, 'mode': 'auto',
     'force': False, 'services': None, 'max_services': 16, 'max_backends': 64, 'ring_size': 4099,
-    'max_flows': 65536, 'snat_port_range': [20000, 29999], 'bpf_sources': None, 'max_snat_ips': 4,
+    'max_flows': 65536, 'snat_port_range': [20000, 29999], 'bpf_sources': None, 'max_snat_ips': 2,
     'timeouts': None,
 }
 

@@ -142,7 +142,7 @@ def _int(value, what, lo, hi):
 
 class Limits(object):
     def __init__(self, max_services=16, max_backends=64, ring_size=4099, max_flows=65536,
-                 snat_port_min=20000, snat_port_max=29999, max_snat_ips=4, timeouts=None, hz=None):
+                 snat_port_min=20000, snat_port_max=29999, max_snat_ips=2, timeouts=None, hz=None):
         self.max_services = _int(max_services, 'max_services', 1, 1024)
         self.max_backends = _int(max_backends, 'max_backends', 1, 1024)
         self.ring_size = _int(ring_size, 'ring_size', 3, 1000003)

@@ -90,7 +90,7 @@ limits:
   returned: when deployed
   type: dict
   sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
-           max_snat_ips: 4, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+           max_snat_ips: 2, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
 pin_path:
   description: The bpffs directory of the deployment.
   returned: always

@@ -142,7 +142,7 @@ class Bench(object):
     def bytes_per_connection(self):
         """Map memory one connection holds, counted on an empty table with one connection: its entries
         in the flow hash maps (key + value + kernel overhead each) and, where ports have a slot array,
-        its slot there."""
+        that array's size divided by the flow table's capacity (it is allocated whole)."""
         self.forget_new_flows()
         total = 0
         detail = {}
@@ -152,7 +152,10 @@ class Bench(object):
                 continue
             info = self.syscall.map_info(fd)
             if info['type'] == 'array':
-                entries, per_entry = 1, (info['value_size'] + 7) // 8 * 8
+                # preallocated whatever the traffic: its whole size shared by the flow table's capacity,
+                # as xdp_stats counts per_connection_bytes
+                capacity = self.syscall.map_info(self.bed.maps.fds['lb_conntrack'])['max_entries']
+                entries, per_entry = 1, info['max_entries'] * ((info['value_size'] + 7) // 8 * 8) // capacity
             else:
                 entries = len(self.syscall.map_keys(fd, info['key_size']))
                 per_entry = self.deploy.map_memory_estimate(info, self.bed.maps.ncpus) // info['max_entries']

@@ -202,3 +202,13 @@ def test_diff_names_every_change():
     assert m.diff_services(before[:1], drained) == [
         'service 10.0.0.10:80/tcp: backend 10.0.0.11:80 weight 1 -> 0 (draining: no new flows, existing ones continue)']
     assert m.diff_services(after, after) == []
+
+
+def test_default_sizes_keep_map_memory_per_connection_within_the_issue_10_budget():
+    # what xdp_stats reports as memory.per_connection_bytes: the LRU flow entry (48 B kernel header +
+    # key + value, each rounded to 8) plus the preallocated lb_snat_ports array shared by max_flows
+    limits = m.Limits()
+    flow_entry = 48 + (m.FLOW_KEY.size + 7) // 8 * 8 + (m.FLOW.size + 7) // 8 * 8
+    ports = limits.snat_port_max - limits.snat_port_min + 1
+    snat_array = limits.max_snat_ips * ports * ((m.SNAT_SLOT.size + 7) // 8 * 8)
+    assert flow_entry + snat_array // limits.max_flows <= 128
