@@ -128,9 +128,17 @@ def pins():
     return set(p for p in found if deployment(p) in OUR_NAMES)
 
 
+def remove_our_pins():
+    for name in os.listdir(PIN_ROOT) if os.path.isdir(PIN_ROOT) else []:
+        if name.startswith('fl_') or name.startswith('_staging_fl_'):
+            subprocess.run(['rm', '-rf', os.path.join(PIN_ROOT, name)], check=False)
+
+
 @pytest.fixture(scope='module')
 def results(require_root):
     subprocess.run(['ip', 'netns', 'del', NETNS], stderr=subprocess.DEVNULL, check=False)
+    # pins an interrupted earlier run left would be in `before` and hide what this run leaves
+    remove_our_pins()
     subprocess.check_call(['ip', 'netns', 'add', NETNS])
     try:
         subprocess.check_call(['ip', '-n', NETNS, 'link', 'set', 'lo', 'up'])
@@ -139,9 +147,7 @@ def results(require_root):
         remove_accepted(run)
     finally:
         subprocess.run(['ip', 'netns', 'del', NETNS], check=False)
-        for name in os.listdir(PIN_ROOT) if os.path.isdir(PIN_ROOT) else []:
-            if name.startswith('fl_'):
-                subprocess.run(['rm', '-rf', os.path.join(PIN_ROOT, name)], check=False)
+        remove_our_pins()
 
 
 def run_play():
@@ -160,6 +166,7 @@ def run_play():
     with open(playbook, 'w') as f:
         json.dump(play, f)  # JSON is YAML
     before = pins()
+    assert before == set(), 'pins of ours before the run: %s' % sorted(before)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1')
     proc = subprocess.run(['ansible-playbook', '-i', 'localhost,', playbook], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
