@@ -67,15 +67,6 @@ def test_remote_port_field_is_network_order_in_a_u32():
     assert sk.ntohl(sk.kernel_remote_port(80)) == 80
 
 
-def test_the_seeds_htons_of_local_port_would_not_match():
-    """The reference post builds dport = bpf_htons(local_port) in sk_msg but sport = bpf_htonl(local_port)
-    in sock_ops: for any port the two differ, so its redirect would never find the peer."""
-    port = 80
-    htons = struct.unpack('=H', struct.pack('>H', port))[0]
-    htonl = struct.unpack('=I', struct.pack('>I', port))[0]
-    assert htons != htonl
-
-
 def test_ipv4_and_mapped_ipv6_give_the_same_key():
     assert sk.key('127.0.0.1', 1, '127.0.0.2', 2) == sk.key('::ffff:127.0.0.1', 1, '::ffff:127.0.0.2', 2)
 
