@@ -273,7 +273,11 @@ def main():
             saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
         result = sockmap.apply()
         if present:
-            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
+            # save the cgroup as resolved (an absolute path), so 'docker' and its full path are one state
+            to_save = dict(module.params)
+            if not module.params['container'] and result.get('cgroup'):
+                to_save['cgroup'] = result['cgroup']
+            saved = agent_state.persist('sockmap_redirect', to_save, present, module.check_mode)
     except (SockmapError, LoaderError, SockmapConfigError, agent_state.StateError) as e:
         fail(module, sockmap, str(e))
     except Exception as e:  # pylint: disable=broad-except
