@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Quick start 2: the whole test suite, as root on a Debian 12 machine (installs what it needs).
+#   lint      ansible-lint, production profile (zero violations)
 #   sanity    ansible-test sanity on a copy under ansible_collections/ebpf/networking
 #   units     ansible-test units (pytest)
 #   sanity-2.17, units-2.17  the same on the oldest supported ansible-core (its own venv)
@@ -11,7 +12,7 @@
 # Pick steps with TEST_STEPS="units integration"; MOLECULE_SCENARIOS="default" limits molecule.
 set -uo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-steps=${TEST_STEPS:-sanity units sanity-2.17 units-2.17 host integration molecule ssh_fleet benchmark}
+steps=${TEST_STEPS:-lint sanity units sanity-2.17 units-2.17 host integration molecule ssh_fleet benchmark}
 venv=$("$repo/scripts/bootstrap.sh") || exit 1
 export PATH="$venv/bin:$PATH" NO_COLOR=1 ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 work=${EBPF_NET_TEST_WORK:-/tmp/ebpf-networking-test}
@@ -61,6 +62,10 @@ run_core217() {  # run_core217 run_sanity|run_units: in the venv of the oldest s
   "$1" "$v" 23.1.2  # the pip ansible-test 2.17 bootstraps
 }
 
+run_lint() {  # ansible-lint, production profile (.ansible-lint): zero violations
+  (cd "$repo" && ansible-lint --nocolor)
+}
+
 run_host() {
   "$repo/scripts/install-collection.sh" && (cd "$repo" && ansible-playbook -i inventory/localhost.yml playbooks/lab_prepare_host.yml)
 }
@@ -94,6 +99,7 @@ run_benchmark() {
 
 for s in $steps; do
   case $s in
+    lint) step lint run_lint ;;
     sanity) step sanity run_sanity ;;
     units) step units run_units ;;
     sanity-2.17) step sanity-2.17 run_core217 run_sanity ;;
