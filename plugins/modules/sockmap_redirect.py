@@ -273,10 +273,14 @@ def main():
             saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
         result = sockmap.apply()
         if present:
-            # save the cgroup as resolved (an absolute path), so 'docker' and its full path are one state
+            # save the state as applied (cgroup resolved to its path, ports and CIDRs normalized and sorted),
+            # so runs that say the same thing in other words are one saved state
             to_save = dict(module.params)
             if not module.params['container'] and result.get('cgroup'):
                 to_save['cgroup'] = result['cgroup']
+            for key in ('ports', 'cidrs'):
+                if result.get(key) is not None:
+                    to_save[key] = result[key]
             saved = agent_state.persist('sockmap_redirect', to_save, present, module.check_mode)
     except (SockmapError, LoaderError, SockmapConfigError, agent_state.StateError) as e:
         fail(module, sockmap, str(e))
