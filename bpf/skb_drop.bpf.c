@@ -32,6 +32,26 @@ static __always_inline void bump(__u32 index)
 		*v += 1;
 }
 
+/* softirq_entry(vec) and softirq_exit(vec): which softirq this CPU serves, for running_context().
+ * User space attaches them before drop_on_kfree_skb. */
+int drop_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0;
+	struct drop_scratch *s = drop_scratch.lookup(&zero);
+	if (s)
+		softirq_entered(&s->run, ctx->args[0]);
+	return 0;
+}
+
+int drop_softirq_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0;
+	struct drop_scratch *s = drop_scratch.lookup(&zero);
+	if (s)
+		softirq_left(&s->run);
+	return 0;
+}
+
 /* kfree_skb(skb, location, reason[, rx_sk]): rx_sk exists since 6.11 (KFREE_SKB_HAS_RX_SK). */
 int drop_on_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -71,7 +91,7 @@ int drop_on_kfree_skb(struct bpf_raw_tracepoint_args *ctx)
 	ev->tid = (__u32)id;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
-	ev->where.context = running_context(&s->sp_slot, ctx);
+	running_context(&s->run, ctx, &ev->where);
 	if (!process_wanted(f, ev->where.context, ev->pid, ev->cgroup_id, ev->comm))
 		return 0;
 

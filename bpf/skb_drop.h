@@ -33,11 +33,11 @@ struct drop_event {
 	__u64 stack[DROP_MAX_FRAMES];
 };
 
-/* The per-CPU slot the event is built in (too big for the 512-byte BPF stack), plus a word for
- * running_context(). */
+/* The per-CPU slot the event is built in (too big for the 512-byte BPF stack), plus the CPU's state
+ * for running_context(). */
 struct drop_scratch {
 	struct drop_event ev;
-	__u64 sp_slot;
+	struct running_state run;
 	__u8 pcap_pkt[512];  /* the packet copy a pcap filter reads (2 x PCAP_SNAP: the verifier's bound) */
 };
 

@@ -3,10 +3,10 @@
  * Follows packets through the kernel without kprobes: every networking raw tracepoint that carries
  * an skb looks the skb's address up in path_packets; an skb not followed yet is checked against the
  * filter (namespace, interface, flow) and, if it matches and max_packets allows, followed from there.
- * Each step is reported with time, namespace, interface and flow; kfree_skb (drop) and consume_skb
- * end the path and forget the address, since the kernel reuses it. fib_table_lookup has no skb: it
- * is tied to the followed skb last seen on the same CPU within CORRELATE_NS. User space fills
- * path_filter and path_config BEFORE attaching.
+ * Each step is reported with time, namespace, interface, flow and running context; kfree_skb (drop)
+ * and consume_skb end the path and forget the address, since the kernel reuses it. fib_table_lookup
+ * has no skb: it is tied to the followed skb last seen on the same CPU within CORRELATE_NS. User
+ * space fills path_filter and path_config BEFORE attaching, and tracks softirqs before the steps.
  */
 #include "kernel_layout.h"
 #include "skb_flow.h"
@@ -27,8 +27,9 @@ static __always_inline void pbump(__u32 index)
 		*v += 1;
 }
 
-static __always_inline void emit(void *ctx, struct path_step *st)
+static __always_inline void emit(void *ctx, struct path_step *st, struct path_current *cur)
 {
+	running_context(&cur->run, ctx, &st->where);
 	st->ts_ns = bpf_ktime_get_ns();
 	st->cpu = bpf_get_smp_processor_id();
 	if (path_events.perf_submit(ctx, st, sizeof(*st)) == 0)
@@ -74,22 +75,20 @@ static __always_inline __u32 follow(void *skb, void *dev, struct path_step *st)
 	return (__u32)id;
 }
 
-static __always_inline void remember_on_cpu(void *skb, __u32 packet)
+static __always_inline void remember_on_cpu(struct path_current *cur, void *skb, __u32 packet)
 {
-	__u32 zero = 0;
-	struct path_current *cur = path_cpu_current.lookup(&zero);
-	if (cur) {
-		cur->skbaddr = (__u64)skb;
-		cur->packet = packet;
-		cur->ts_ns = bpf_ktime_get_ns();
-	}
+	cur->skbaddr = (__u64)skb;
+	cur->packet = packet;
+	cur->ts_ns = bpf_ktime_get_ns();
 }
 
 /* dev: the device the tracepoint names (transmit), else 0 for skb->dev; veth moves skb->dev to the
  * peer before net_dev_xmit fires */
 static __always_inline int step(void *ctx, void *skb, void *dev, __u16 kind, __s32 a, __u64 location)
 {
-	if (!skb)
+	__u32 zero = 0;
+	struct path_current *cur = path_cpu_current.lookup(&zero);
+	if (!skb || !cur)
 		return 0;
 	struct path_step st = {};
 	__u32 packet = follow(skb, dev, &st);
@@ -100,14 +99,34 @@ static __always_inline int step(void *ctx, void *skb, void *dev, __u16 kind, __s
 	st.kind = kind;
 	st.a = a;
 	st.location = location;
-	emit(ctx, &st);
+	emit(ctx, &st, cur);
 	if (kind == STEP_KFREE_SKB || kind == STEP_CONSUME_SKB) {
 		__u64 key = (__u64)skb;
 		path_packets.delete(&key);
-		remember_on_cpu(0, 0);
+		remember_on_cpu(cur, 0, 0);
 	} else {
-		remember_on_cpu(skb, packet);
+		remember_on_cpu(cur, skb, packet);
 	}
+	return 0;
+}
+
+/* softirq_entry(vec) and softirq_exit(vec): which softirq this CPU serves, for running_context().
+ * User space attaches them before the steps. */
+int path_softirq_entry(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0;
+	struct path_current *cur = path_cpu_current.lookup(&zero);
+	if (cur)
+		softirq_entered(&cur->run, ctx->args[0]);
+	return 0;
+}
+
+int path_softirq_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	__u32 zero = 0;
+	struct path_current *cur = path_cpu_current.lookup(&zero);
+	if (cur)
+		softirq_left(&cur->run);
 	return 0;
 }
 
@@ -186,6 +205,6 @@ int path_fib_table_lookup(struct bpf_raw_tracepoint_args *ctx)
 	st.kind = STEP_FIB_LOOKUP;
 	st.a = (__s32)ctx->args[0];
 	st.b = (__s32)ctx->args[3];
-	emit(ctx, &st);
+	emit(ctx, &st, cur);
 	return 0;
 }

@@ -45,11 +45,13 @@ struct path_packet {
 	__u32 steps;
 };
 
+/* per CPU: the followed skb last seen (for fib_table_lookup), and running_context()'s state */
 struct path_current {
 	__u64 skbaddr;
 	__u64 ts_ns;
 	__u32 packet;
 	__u32 pad;
+	struct running_state run;
 };
 
 #endif

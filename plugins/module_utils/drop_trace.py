@@ -16,7 +16,7 @@ from ansible_collections.ebpf.networking.plugins.module_utils.inet import mapped
 # struct skb_filter (bpf/skb_filter.h)
 FILTER = struct.Struct('=4QQIIIHHHHBBBBB3x16s16s16s16s4x')
 # struct where (bpf/kernel_layout.h) and struct skb_flow (bpf/skb_flow.h)
-WHERE = struct.Struct('=II16sBBBx')
+WHERE = struct.Struct('=II16sBBBB')
 FLOW = struct.Struct('=16s16sHHHBBB3x')
 # struct drop_event (bpf/skb_drop.h) up to its stack[]
 EVENT_HEAD = struct.Struct('=QQQQIIIi16s')
@@ -26,6 +26,8 @@ TRACEPOINT_FORMAT = '/sys/kernel/tracing/events/skb/kfree_skb/format'
 PROTOCOLS = {'tcp': 6, 'udp': 17, 'icmp': 1, 'icmpv6': 58, 'sctp': 132, 'gre': 47, 'esp': 50}
 PROTOCOL_NAMES = dict((v, k) for k, v in PROTOCOLS.items())
 CONTEXTS = {0: 'unknown', 1: 'process', 2: 'kernel_thread', 3: 'interrupt'}
+# softirq vectors (include/linux/interrupt.h; unchanged since 4.5 renamed BLOCK_IOPOLL to IRQ_POLL)
+SOFTIRQS = ('HI', 'TIMER', 'NET_TX', 'NET_RX', 'BLOCK', 'IRQ_POLL', 'TASKLET', 'SCHED', 'HRTIMER', 'RCU')
 IF_SOURCES = {0: None, 1: 'device', 2: 'socket'}
 FRAGMENTS = {0: None, 1: 'first', 2: 'later'}
 COUNTERS = ('seen', 'matched', 'submitted', 'submit_failed', 'no_stack')
@@ -120,10 +122,18 @@ def pack_filter(reasons=(0, 0, 0, 0), cgroup_id=0, pid=0, netns=0, ifindex=0, sp
 
 
 def decode_where(raw, offset=0):
-    netns, ifindex, ifname, if_source, context, has_socket = WHERE.unpack_from(raw, offset)
+    netns, ifindex, ifname, if_source, context, has_socket, softirq = WHERE.unpack_from(raw, offset)
     return {'netns_inode': netns, 'ifindex': ifindex, 'ifname': ifname.split(b'\0', 1)[0].decode('utf-8', 'replace'),
             'interface_from': IF_SOURCES.get(if_source), 'context': CONTEXTS.get(context, str(context)),
-            'socket': bool(has_socket)}
+            'softirq': softirq_name(softirq), 'socket': bool(has_socket)}
+
+
+def softirq_name(vec_plus_one):
+    """The softirq a CPU was serving (struct where's softirq: vector + 1), or None outside one."""
+    if not vec_plus_one:
+        return None
+    vec = vec_plus_one - 1
+    return SOFTIRQS[vec] if vec < len(SOFTIRQS) else 'vector %d' % vec
 
 
 def decode_flow(raw, offset=0):
@@ -178,8 +188,8 @@ def flow_text(r):
 
 
 def summarize(records, max_stacks=3, max_flows=10):
-    """Group by (reason, location), most frequent first, with the namespaces, interfaces, processes
-    (process context only), flows and distinct stacks seen in each group."""
+    """Group by (reason, location), most frequent first, with the namespaces, interfaces, contexts,
+    softirqs, processes (process context only), flows and distinct stacks seen in each group."""
     groups = {}
     for r in records:
         key = (r['reason'], r['location'])
@@ -187,12 +197,13 @@ def summarize(records, max_stacks=3, max_flows=10):
         if g is None:
             g = groups[key] = {'reason': r['reason'], 'location': r['location'], 'count': 0,
                                'source': r.get('location_source'), 'namespaces': [], 'interfaces': [],
-                               'contexts': [], 'processes': [], 'flows': [], 'stacks': []}
+                               'contexts': [], 'softirqs': [], 'processes': [], 'flows': [], 'stacks': []}
         g['count'] += 1
         _add(g['namespaces'], r.get('netns', {}).get('name'))
         if r.get('ifname') or r.get('ifindex'):
             _add(g['interfaces'], '%s (%s)' % (r.get('ifname') or '?', r.get('ifindex')))
         _add(g['contexts'], r.get('context'))
+        _add(g['softirqs'], r.get('softirq'))
         if r.get('process'):
             _add(g['processes'], r['process']['comm'])
         if len(g['flows']) < max_flows:

@@ -200,6 +200,9 @@ class DropTracer(Tracer):
             table = bpf['drop_filter']
             table[ctypes.c_int(0)] = table.Leaf.from_buffer_copy(packed)  # before attaching: nothing unfiltered
             bpf['drop_events'].open_perf_buffer(on_event, page_cnt=p['buffer_pages'], lost_cb=on_lost)
+            untracked = kernel_layout.track_softirqs(bpf, 'drop')  # before kfree_skb: every drop's context is known
+            if untracked:
+                self.warnings.append(untracked)
             bpf.attach_raw_tracepoint(tp=b'kfree_skb', fn_name=b'drop_on_kfree_skb')
             started = time.time()
             deadline = started + p['duration']

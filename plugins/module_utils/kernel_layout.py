@@ -11,6 +11,8 @@ import: the host agent uses this too.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import time
+
 from ansible_collections.ebpf.networking.plugins.module_utils.btf import Btf, BtfError
 
 # macro: (struct, member path)
@@ -34,6 +36,13 @@ OFFSETS = (
     ('PROG_AUX_ID_OFF', 'bpf_prog_aux', 'id'),
     ('PROG_AUX_NAME_OFF', 'bpf_prog_aux', 'name'),
 )
+
+
+# running_context() (bpf/kernel_layout.h) knows a CPU serves a softirq from these raw tracepoints; exit
+# first, so a softirq already running when they attach ends as "outside"
+SOFTIRQ_TRACEPOINTS = ('softirq_exit', 'softirq_entry')
+# MAX_SOFTIRQ_TIME is 2 ms; a softirq older than the tracepoints is over after this, even in a busy VM
+SOFTIRQ_SETTLE_SECONDS = 0.02
 
 
 class LayoutError(Exception):
@@ -62,3 +71,18 @@ def cflags(btf=None):
     except BtfError:
         pass
     return flags
+
+
+def track_softirqs(bpf, prefix):
+    """Attach a program's <prefix>_softirq_exit and <prefix>_softirq_entry (bcc BPF object), then wait
+    until a softirq that was already running has ended: from then on the per-CPU state knows every
+    softirq. Call it before attaching the programs that report a running context. Returns None, or a
+    warning when the tracepoints cannot be attached (contexts then come from the stack alone)."""
+    try:
+        for tp in SOFTIRQ_TRACEPOINTS:
+            bpf.attach_raw_tracepoint(tp=tp.encode(), fn_name=('%s_%s' % (prefix, tp)).encode())
+    except Exception as e:  # pylint: disable=broad-except  # bcc raises bare Exception
+        return ('irq:%s could not be attached (%s): a softirq that runs on a process\'s stack (an interrupt '
+                'from user space) is reported as that process' % (tp, e))
+    time.sleep(SOFTIRQ_SETTLE_SECONDS)
+    return None

@@ -56,7 +56,8 @@ def assemble(steps, reasons, name_of, label_netns):
         namespaces = []
         last_where = None
         for st in seq:
-            item = {'t_us': round((st['ts_ns'] - start) / 1000.0, 3), 'step': st['step'], 'cpu': st['cpu']}
+            item = {'t_us': round((st['ts_ns'] - start) / 1000.0, 3), 'step': st['step'], 'cpu': st['cpu'],
+                    'context': st['context'], 'softirq': st['softirq']}
             if st['step'] == 'fib:fib_table_lookup':
                 # no skb in this tracepoint: tied to the packet by CPU and time, where it was last seen
                 item.update({'table': st['a'] & 0xffffffff, 'error': st['b'], 'correlated': True})
@@ -133,6 +134,9 @@ class PathTracer(drop_tracer.Tracer):
             config = bpf['path_config']
             config[ctypes.c_int(0)] = ctypes.c_ulonglong(p['max_packets'])
             bpf['path_events'].open_perf_buffer(on_step, page_cnt=p['buffer_pages'], lost_cb=on_lost)
+            untracked = kernel_layout.track_softirqs(bpf, 'path')  # before the steps: every step's context is known
+            if untracked:
+                self.warnings.append(untracked)
             attached = []
             for tp, fn in ATTACH:
                 try:

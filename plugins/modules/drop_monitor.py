@@ -23,6 +23,8 @@ author:
 requirements:
   - Linux with BTF and the kfree_skb tracepoint with a reason (5.17+); bpffs mounted; bcc and kernel headers
     on the target for I(state=present)
+extends_documentation_fragment:
+  - ebpf.networking.packet_tracing.bpf_sources
 attributes:
   check_mode:
     support: full
@@ -50,9 +52,6 @@ options:
     description: Also return the counts as Prometheus text lines.
     type: bool
     default: false
-  bpf_sources:
-    description: The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
-    type: dict
 seealso:
   - module: ebpf.networking.skb_drop_trace
 '''

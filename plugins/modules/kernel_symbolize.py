@@ -29,6 +29,7 @@ requirements:
   - binutils (readelf, addr2line) for source lines
 extends_documentation_fragment:
   - ebpf.networking.attributes.read_only
+  - ebpf.networking.packet_tracing.module_debug_dirs
 options:
   locations:
     description:
@@ -46,11 +47,6 @@ options:
     description: Refuse a I(vmlinux) whose build id differs from the running kernel's.
     type: bool
     default: true
-  module_debug_dirs:
-    description: Directories (or files) searched first for modules' debug files.
-    type: list
-    elements: path
-    default: []
   return_addresses:
     description:
       - The locations are return addresses (stack frames, kfree_skb's location), so look up offset - 1,

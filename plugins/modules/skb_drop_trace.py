@@ -21,8 +21,10 @@ description:
     reported. Every matching drop that is not returned is counted in I(stats) (lost in the perf buffer,
     not submitted, cut by I(max_events)) and sets I(truncated).
   - Receive and forward drops happen in softirq context, where the running task is whoever was
-    interrupted; such records have C(process=null) and C(context=interrupt), and the process filters
-    (I(comm), I(pid), I(cgroup)) only match drops in process context.
+    interrupted (or the process whose system call let the softirq run); such records have
+    C(process=null), C(context=interrupt) and C(softirq) naming it (C(NET_RX), C(TIMER), ...), and the
+    process filters (I(comm), I(pid), I(cgroup)) only match drops in process context. Whether the CPU
+    serves a softirq is kept by the C(softirq_entry)/C(softirq_exit) raw tracepoints, attached first.
   - Drop reason names come from the running kernel (the tracepoint's format, else BTF). Struct offsets
     come from the kernel's BTF, so mismatched headers do not garble namespaces, interfaces or addresses.
   - With I(vmlinux) (or one found in the usual debug-symbol places, only if its build id matches the
@@ -34,62 +36,16 @@ author:
 requirements:
   - Linux with BTF (C(/sys/kernel/btf/vmlinux)) and the kfree_skb tracepoint with a reason (5.17+)
   - bcc and kernel headers on the target; binutils for source lines
-attributes:
-  check_mode:
-    support: full
-    description: In check mode the inputs are validated (namespace, command, reasons) and nothing is compiled,
-      attached or run; C(changed) says whether I(command) would have run.
-  diff_mode:
-    support: none
-    description: Tracing changes nothing in the kernel's configuration.
+extends_documentation_fragment:
+  - ebpf.networking.packet_tracing.selection
+  - ebpf.networking.packet_tracing.bpf_sources
+  - ebpf.networking.packet_tracing.module_debug_dirs
 options:
-  duration:
-    description: Seconds to trace (1-600). With I(command), the most the command may take.
-    type: float
-    default: 5
   max_events:
     description: Return at most this many drops (1-100000); tracing stops when they are reached and
       I(truncated) is set with the count of the rest.
     type: int
     default: 1000
-  buffer_pages:
-    description: Pages per CPU of the perf buffer (a power of two, 1-4096). Drops beyond what it holds
-      between reads are counted in I(stats.lost).
-    type: int
-    default: 64
-  command:
-    description:
-      - Run this (argv list) once the trace is attached, and stop shortly after it ends. For example
-        C([ip, netns, exec, client, curl, -m, '3', http://10.0.0.2/]). The command must exist on the
-        target. Running it reports C(changed=true), since the module cannot know what it changed.
-    type: list
-    elements: str
-  namespace:
-    description: Only drops in this network namespace - a docker container's name, an C(ip netns) name,
-      a path such as C(/proc/PID/ns/net), or C(host).
-    type: str
-  interface:
-    description: Only drops on this interface (name or ifindex; with I(namespace) the name is that
-      namespace's interface). The interface is the skb's device, or the socket's bound device when the
-      skb has none yet.
-    type: str
-  src:
-    description: Only packets from this IPv4/IPv6 address or CIDR (C(10.0.0.0/24)).
-    type: str
-  dst:
-    description: Only packets to this address or CIDR.
-    type: str
-  sport:
-    description: Only packets from this port or inclusive range (C(8000-8080)). Later fragments have no
-      ports and never match.
-    type: str
-  dport:
-    description: Only packets to this port or range.
-    type: str
-  protocol:
-    description: Only this transport protocol.
-    type: str
-    choices: [tcp, udp, icmp, icmpv6, sctp, gre, esp]
   pcap_filter:
     description:
       - Only packets matching this pcap-filter expression (tcpdump syntax, e.g. C(udp and dst port 53 and not
@@ -135,15 +91,6 @@ options:
         Its build id must match the running kernel's; without one, locations are function+offset only and
         C(symbolizer.line_info) says why.
     type: path
-  module_debug_dirs:
-    description: Extra directories (or files) searched for kernel modules' debug files (C(NAME.ko.debug),
-      C(NAME.ko)), before the usual C(/usr/lib/debug/lib/modules/RELEASE) and C(/lib/modules/RELEASE).
-    type: list
-    elements: path
-    default: []
-  bpf_sources:
-    description: The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
-    type: dict
 seealso:
   - module: ebpf.networking.kernel_symbolize
 '''
@@ -187,6 +134,8 @@ records:
     interface_from: {description: "Where the interface came from: C(device) (skb->dev), C(socket), or null.",
                      type: str}
     context: {description: "C(process), C(kernel_thread), C(interrupt) (softirq/irq) or C(unknown).", type: str}
+    softirq: {description: "The softirq the CPU was serving (C(NET_RX), C(TIMER), ...), null outside one.",
+              type: str}
     process: {description: "pid, tid, comm, cgroup_id - only when context is process, else null.", type: dict}
     socket: {description: "Whether the skb belonged to (or was dropped at) a socket.", type: bool}
     protocol: {description: "Transport protocol, when the packet was parsed.", type: str}
@@ -204,14 +153,14 @@ records:
     ethertype: {description: "The skb's protocol.", type: str}
     family: {description: "ipv4 or ipv6, when parsed.", type: str}
   sample:
-    - {reason: NETFILTER_DROP, location: "nft_do_chain+0x3e8", context: process,
+    - {reason: NETFILTER_DROP, location: "nft_do_chain+0x3e8", context: process, softirq: null,
        process: {pid: 4242, tid: 4242, comm: curl, cgroup_id: 1},
        netns: {inode: 4026532290, name: "container:client", container: client}, ifname: "", ifindex: 0,
        interface_from: socket, protocol: tcp, src: 172.30.0.5, sport: 41000, dst: 172.30.0.11, dport: 80,
        stack: ["nft_do_chain+0x3e8", "nft_do_chain_ipv4+0x6e", "nf_hook_slow+0x43", "__ip_local_out+0xf9"]}
 summary:
   description: Drops grouped by (reason, location), most frequent first, with count, namespaces, interfaces,
-    contexts, processes (process context only), up to 10 flows and the 3 most frequent stacks.
+    contexts, softirqs, processes (process context only), up to 10 flows and the 3 most frequent stacks.
   returned: always
   type: list
   elements: dict

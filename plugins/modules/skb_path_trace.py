@@ -20,68 +20,26 @@ description:
   - A packet is chosen where it is first seen, by I(namespace), I(interface) and flow filters; from then on its
     skb address is followed at every tracepoint, across namespaces (veth keeps the skb), until C(kfree_skb)
     (C(end=drop), with reason and location) or C(consume_skb) (C(end=consume)).
-  - Each step has the time since the first step, the tracepoint, the network namespace, the interface and the
-    flow as parsed there. C(fib:fib_table_lookup) has no skb argument; it is tied to the packet last seen on the
-    same CPU within 200 microseconds and marked C(correlated).
+  - Each step has the time since the first step, the tracepoint, the network namespace, the interface, the
+    flow as parsed there, and who ran it (C(context), and C(softirq) when the CPU served one - the sender's
+    system call queues a packet, C(NET_RX) receives it, C(TIMER) retransmits it). C(fib:fib_table_lookup) has
+    no skb argument; it is tied to the packet last seen on the same CPU within 200 microseconds and marked
+    C(correlated).
   - Not visible - XDP (no skb exists yet), neighbour events (no skb, asynchronous), clones of the skb
     (taps, TCP's retransmit queue keeps a clone), functions between tracepoints. See docs/drop-tracing.md.
 author:
   - ebpf.networking developers (@ebpf-networking)
 requirements:
   - Linux with BTF and these tracepoints (5.17+); bcc and kernel headers on the target
-attributes:
-  check_mode:
-    support: full
-    description: In check mode the inputs are validated and nothing is compiled, attached or run; C(changed)
-      says whether I(command) would have run.
-  diff_mode:
-    support: none
-    description: Tracing changes nothing in the kernel's configuration.
+extends_documentation_fragment:
+  - ebpf.networking.packet_tracing.selection
+  - ebpf.networking.packet_tracing.bpf_sources
 options:
-  duration:
-    description: Seconds to trace (1-600). With I(command), the most the command may take.
-    type: float
-    default: 5
   max_packets:
     description: Follow at most this many packets (1-1000); further matching packets are counted in
       I(stats.not_followed).
     type: int
     default: 10
-  buffer_pages:
-    description: Pages per CPU of the perf buffer (a power of two, 1-4096).
-    type: int
-    default: 64
-  command:
-    description: Run this (argv list) once the trace is attached; it must exist on the target. Running it
-      reports C(changed=true).
-    type: list
-    elements: str
-  namespace:
-    description: Choose packets first seen in this network namespace (container name, C(ip netns) name, path,
-      or C(host)).
-    type: str
-  interface:
-    description: Choose packets first seen on this interface (name or ifindex).
-    type: str
-  src:
-    description: Choose packets from this address or CIDR.
-    type: str
-  dst:
-    description: Choose packets to this address or CIDR.
-    type: str
-  sport:
-    description: Choose packets from this port or range (C(1000-2000)).
-    type: str
-  dport:
-    description: Choose packets to this port or range.
-    type: str
-  protocol:
-    description: Choose packets of this transport protocol.
-    type: str
-    choices: [tcp, udp, icmp, icmpv6, sctp, gre, esp]
-  bpf_sources:
-    description: The BPF C sources, filled in by the action plugin from the collection's C(bpf/) directory.
-    type: dict
 seealso:
   - module: ebpf.networking.skb_drop_trace
 '''
@@ -117,8 +75,10 @@ packets:
     skbaddr: {description: "The skb's address (matches skb_drop_trace records).", type: str}
     steps:
       description: "Each step - C(t_us) since the first, C(step) (tracepoint), C(netns), C(ifname), C(ifindex),
-        C(cpu), C(flow); C(reason)/C(location) at kfree_skb, C(location) at consume_skb, C(rc) at net_dev_xmit,
-        C(table)/C(error)/C(correlated) at fib_table_lookup."
+        C(cpu), C(context) (C(process), C(kernel_thread), C(interrupt) or C(unknown), as in skb_drop_trace),
+        C(softirq) (the softirq the CPU served, e.g. C(NET_RX), else null), C(flow); C(reason)/C(location) at
+        kfree_skb, C(location) at consume_skb, C(rc) at net_dev_xmit, C(table)/C(error)/C(correlated) at
+        fib_table_lookup."
       type: list
       elements: dict
   sample:
@@ -130,10 +90,12 @@ packets:
       flow: "udp 10.0.1.2:40000 -> 10.0.2.2:9999"
       skbaddr: "0xffff8881bd4870e0"
       steps:
-        - {t_us: 0.0, step: "net:net_dev_queue", netns: "netns:a", ifname: veth0, ifindex: 2, cpu: 0}
-        - {t_us: 5.1, step: "net:netif_receive_skb", netns: "netns:router", ifname: in0, ifindex: 3, cpu: 0}
+        - {t_us: 0.0, step: "net:net_dev_queue", netns: "netns:a", ifname: veth0, ifindex: 2, cpu: 0,
+           context: process, softirq: null}
+        - {t_us: 5.1, step: "net:netif_receive_skb", netns: "netns:router", ifname: in0, ifindex: 3, cpu: 0,
+           context: interrupt, softirq: NET_RX}
         - {t_us: 9.7, step: "skb:kfree_skb", netns: "netns:router", ifname: in0, ifindex: 3, cpu: 0,
-           reason: NETFILTER_DROP, location: "nft_do_chain+0x3e8"}
+           context: interrupt, softirq: NET_RX, reason: NETFILTER_DROP, location: "nft_do_chain+0x3e8"}
 truncated:
   description: True when steps were lost (perf buffer) or not returned.
   returned: always

@@ -32,10 +32,11 @@ def test_reason_mask_by_name_and_number():
 
 
 def event(reason=12, comm=b'curl', src='172.30.0.5', dst='172.30.0.11', sport=40000, dport=80, family=4, context=1,
-          netns=4026531840, ifname=b'eth0', fragment=0, frames=(0xffffffff81000010, 0xffffffff81000020), stack_bytes=None):
+          netns=4026531840, ifname=b'eth0', fragment=0, frames=(0xffffffff81000010, 0xffffffff81000020), stack_bytes=None,
+          softirq=0):
     head = dt.EVENT_HEAD.pack(123, 0xffffffff81000000, 9, 0xffff888100000000, 42, 43, reason,
                               16 if stack_bytes is None else stack_bytes, comm)
-    where = dt.WHERE.pack(netns, 7, ifname, 1, context, 1)
+    where = dt.WHERE.pack(netns, 7, ifname, 1, context, 1, softirq)
     flow = dt.FLOW.pack(inet.mapped(src), inet.mapped(dst), 0x0800, sport, dport, 6 if family else 0, family, fragment)
     stack = struct.pack('=32Q', *(list(frames) + [0] * (32 - len(frames))))
     return head + where + flow + stack
@@ -60,9 +61,23 @@ def test_decode_event_where_flow_and_stack():
     assert 'src' not in dt.decode_event(event(family=0), {})
 
 
-def test_softirq_drops_carry_no_process():
-    ev = dt.decode_event(event(context=3, comm=b'unrelated'), {})
-    assert ev['context'] == 'interrupt' and ev['process'] is None
+def test_softirq_drops_carry_no_process_and_name_the_softirq():
+    ev = dt.decode_event(event(context=3, comm=b'unrelated', softirq=4), {})
+    assert ev['context'] == 'interrupt' and ev['process'] is None and ev['softirq'] == 'NET_RX'
+    assert dt.decode_event(event(context=3, softirq=2), {})['softirq'] == 'TIMER'
+    assert dt.decode_event(event(context=3, softirq=0), {})['softirq'] is None  # a hardirq
+    assert dt.decode_event(event(context=3, softirq=12), {})['softirq'] == 'vector 11'
+    assert dt.decode_event(event(), {})['softirq'] is None
+
+
+def test_softirq_names_are_the_running_kernels():
+    path = '/sys/kernel/tracing/events/irq/softirq_entry/format'
+    try:
+        with open(path) as f:
+            text = f.read()
+    except (IOError, OSError):
+        pytest.skip('no tracefs here: %s' % path)
+    assert dt.reasons_from_format(text) == dict(enumerate(dt.SOFTIRQS))
 
 
 def test_later_fragments_have_no_ports():
@@ -118,7 +133,8 @@ def test_summary_groups_by_reason_and_location_not_stack():
            'process': {'comm': 'curl'}, 'context': 'process', 'netns': {'name': 'netns:x'}, 'ifname': 'eth0',
            'ifindex': 2, 'protocol': 'tcp', 'src': '1.1.1.1', 'sport': 1, 'dst': '2.2.2.2', 'dport': 80}
     other_stack = dict(rec, sport=2, stack=['a+0x1', 'c+0x3'])
-    softirq = dict(rec, location='tcp_v4_rcv+0x10', reason='NO_SOCKET', process=None, context='interrupt')
+    softirq = dict(rec, location='tcp_v4_rcv+0x10', reason='NO_SOCKET', process=None, context='interrupt',
+                   softirq='NET_RX')
     summary = dt.summarize([rec, other_stack, dict(rec, sport=3), softirq])
     assert [g['count'] for g in summary] == [3, 1]
     top = summary[0]
@@ -127,6 +143,7 @@ def test_summary_groups_by_reason_and_location_not_stack():
     assert top['stacks'] == [{'frames': ['a+0x1', 'b+0x2'], 'count': 2}, {'frames': ['a+0x1', 'c+0x3'], 'count': 1}]
     assert top['flows'][:2] == ['tcp 1.1.1.1:1 -> 2.2.2.2:80', 'tcp 1.1.1.1:2 -> 2.2.2.2:80']
     assert summary[1]['processes'] == [] and summary[1]['contexts'] == ['interrupt']
+    assert summary[1]['softirqs'] == ['NET_RX'] and top['softirqs'] == []
 
 
 def test_stack_starts_at_the_dropping_function():

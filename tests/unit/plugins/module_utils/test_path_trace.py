@@ -7,9 +7,9 @@ __metaclass__ = type
 from ansible_collections.ebpf.networking.plugins.module_utils import drop_trace, inet, path_trace
 
 
-def step(ts, kind, packet=1, netns=10, ifname=b'eth0', a=0, b=0, location=0):
+def step(ts, kind, packet=1, netns=10, ifname=b'eth0', a=0, b=0, location=0, context=3, softirq=4):
     head = path_trace.STEP_HEAD.pack(ts, 0xffff888100000000, location, packet, kind, 0, a, b)
-    where = drop_trace.WHERE.pack(netns, 2, ifname, 1, 3, 0)
+    where = drop_trace.WHERE.pack(netns, 2, ifname, 1, context, 0, softirq)
     flow = drop_trace.FLOW.pack(inet.mapped('10.0.0.1'), inet.mapped('10.0.0.2'), 0x0800, 1000, 53, 17, 4, 0)
     return head + where + flow
 
@@ -36,6 +36,11 @@ def test_steps_are_ordered_and_end_at_the_drop():
     fib = pkt['steps'][2]
     assert fib['correlated'] is True and fib['table'] == 254 and fib['netns'] == 'netns:20'  # where last seen
     assert pkt['flow'] == 'udp 10.0.0.1:1000 -> 10.0.0.2:53'
+
+
+def test_each_step_says_who_ran_it():
+    pkt = assemble([step(1000, 4, context=1, softirq=0), step(2000, 1, netns=20, context=3, softirq=4)])[0]
+    assert [(s['context'], s['softirq']) for s in pkt['steps']] == [('process', None), ('interrupt', 'NET_RX')]
 
 
 def test_consumed_and_open_paths():

@@ -11,7 +11,7 @@ from ansible_collections.ebpf.networking.plugins.module_utils import drop_trace,
 
 def raw(kind=1, action=0, err=0):
     return xdp_drops.EVENT_HEAD.pack(5, kind, 42, action, err, b'dt_abort') + drop_trace.WHERE.pack(7, 3, b'veth0', 1,
-                                                                                                    3, 0)
+                                                                                                    3, 0, 0)
 
 
 def test_layout_matches_the_c_header():
