@@ -509,6 +509,12 @@ def ipv4_addresses(ifindex):
         return [a.get_attr('IFA_ADDRESS') for a in ipr.get_addr(family=2, index=ifindex)]
 
 
+def local_ipv4_addresses():
+    """Every IPv4 address of the current namespace."""
+    with contextlib.closing(_iproute()) as ipr:
+        return sorted(set(a.get_attr('IFA_ADDRESS') for a in ipr.get_addr(family=2)))
+
+
 def xdp_attach(ifindex, prog_fd, mode, expected_fd=None):
     """Attach in the given mode. With expected_fd, atomically replace that program; else fail with
     EBUSY when any program is attached."""
@@ -540,6 +546,19 @@ def neighbour_mac(ip, ifindex):
         for n in ipr.get_neighbours(family=2, ifindex=ifindex):
             if n.get_attr('NDA_DST') == ip and n['state'] not in (0x01, 0x20):  # not INCOMPLETE/FAILED
                 return n.get_attr('NDA_LLADDR')
+    return None
+
+
+def route_to(ip):
+    """The current namespace's route to ip: {'ifindex', 'gateway' (None when on-link)}, or None when
+    there is no route."""
+    with contextlib.closing(_iproute()) as ipr:
+        try:
+            routes = ipr.route('get', dst=ip)
+        except Exception:  # pylint: disable=broad-except
+            return None  # ENETUNREACH and the like
+        for r in routes:
+            return {'ifindex': r.get_attr('RTA_OIF'), 'gateway': r.get_attr('RTA_GATEWAY')}
     return None
 
 

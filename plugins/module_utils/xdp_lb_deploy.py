@@ -121,6 +121,7 @@ class XdpLbDeployment(object):
         bpf_loader.require_bpffs()
         netns_path, label, link, addrs, ino = self.resolve_target()
         desired = normalize_services(p['services'], limits, addrs[0] if addrs else None)
+        self.check_direct_backends(desired, netns_path, label, link)
         digest = bpf_loader.source_digest(p['bpf_sources'], limits.cflags())
 
         if os.path.isdir(self.pins.staging):
@@ -220,6 +221,33 @@ class XdpLbDeployment(object):
         finally:
             if maps is not None:
                 maps.close()
+
+    def check_direct_backends(self, desired, netns_path, label, link):
+        """dsr reaches a backend by its MAC: it must be a neighbour (a route without gateway) of the
+        load balancer's namespace. ipip needs any route to the backend and a local tunnel source."""
+        with bpf_loader.in_netns(netns_path):
+            local = bpf_loader.local_ipv4_addresses()
+            for svc in desired:
+                where = 'service %s:%d/%s' % (svc['vip'], svc['port'], svc['protocol'])
+                if svc['forwarding'] == 'ipip' and svc['tunnel_source'] not in local:
+                    self.fail('%s: tunnel_source %s is not an address of %s (it has %s): give one of them, the '
+                              'backends answer ICMP errors to it' % (where, svc['tunnel_source'], label,
+                                                                     ', '.join(local) or 'none'))
+                if svc['forwarding'] == 'nat':
+                    continue
+                for be in svc['backends']:
+                    route = bpf_loader.route_to(be['ip'])
+                    if route is None:
+                        self.fail('%s: backend %s has no route in %s: add one (forwarding %s sends to it by '
+                                  'its route)' % (where, be['ip'], label, svc['forwarding']))
+                    if svc['forwarding'] == 'dsr' and route['gateway']:
+                        self.fail('%s: backend %s is reached through gateway %s (device %s), not on a directly '
+                                  'connected L2 segment of %s: forwarding dsr rewrites only the destination MAC, '
+                                  'so backends must be neighbours. Put the backend on the segment of %s, or use '
+                                  'forwarding: ipip' % (where, be['ip'], route['gateway'],
+                                                        (bpf_loader.link_by_index(route['ifindex']) or {}).get(
+                                                            'ifname', route['ifindex']),
+                                                        link['ifname'], link['ifname']))
 
     def mac_lookup(self, netns_path, link):
         """Backend MACs from the neighbour table, priming ARP first: the program's fallback when the FIB
