@@ -191,6 +191,7 @@ def test_ipip_outer_header_is_exact(lb, proto, flags):
 def test_ipip_packets_too_big_for_the_mtu_are_dropped_and_counted(lb):
     """MTU 1500 on the bench's devices: an inner packet of 1480 bytes fits with the outer header, 1481
     does not (XDP cannot fragment; the drop is counted)."""
+    lb.apply([NAT_SVC, dict(IPIP_SVC, protocol='udp')])
     for n in range(6):  # flows to both backends (both devices)
         fits = from_client(client(n), 53000 + n, 'udp', payload=b'p' * (1480 - 28), vport=9100)
         verdict, out = lb.send(fits)
