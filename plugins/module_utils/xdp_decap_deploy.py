@@ -239,28 +239,7 @@ class XdpDecapDeployment(object):
         del bpf
 
     def attach(self, prog_fd, netns_path, link):
-        """Attach, atomically replacing what runs there. Generic on veth (native XDP on veth drops the
-        CHECKSUM_PARTIAL of locally sent packets), else native with generic as the fallback."""
-        wanted = self.p['mode']
-        modes = [wanted] if wanted != 'auto' else (['generic'] if link['kind'] == 'veth' else ['native', 'generic'])
-        errors = []
-        with bpf_loader.in_netns(netns_path):
-            for mode in modes:
-                current = bpf_loader.link_info(link['ifname'])
-                expected = None
-                if current['xdp_prog_id'] and current['xdp_mode'] == mode:
-                    expected = bpf_syscall.prog_fd_by_id(current['xdp_prog_id'])
-                elif current['xdp_prog_id']:
-                    bpf_loader.xdp_detach(current['ifindex'], current['xdp_mode'])
-                try:
-                    bpf_loader.xdp_attach(link['ifindex'], prog_fd, mode, expected)
-                    return mode
-                except Exception as e:  # pylint: disable=broad-except
-                    errors.append('%s: %s' % (mode, e))
-                finally:
-                    if expected is not None:
-                        os.close(expected)
-        raise LoaderError('attaching to %s failed (%s)' % (link['ifname'], '; '.join(errors)))
+        return bpf_loader.xdp_attach_replacing(netns_path, link, prog_fd, bpf_loader.xdp_modes(self.p['mode'], link))
 
     def detach(self, meta):
         """Take our program off where meta says it was attached, if it is still ours there."""

@@ -21,7 +21,6 @@ from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import
     ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
-EOPNOTSUPP = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
 
 # the module's option defaults, for callers that pass only what they set
 DEFAULTS = {
@@ -300,48 +299,7 @@ class XdpLbDeployment(object):
     def attach(self, prog_fd, netns_path, link, peer_fd=None):
         """Attach, atomically replacing what runs there now (ours, or a foreign program with force, both
         checked before). Returns (mode, peer ifindex given the pass program, or 0)."""
-        wanted = self.p['mode']
-        if wanted != 'auto':
-            modes = [wanted]
-        elif link['kind'] == 'veth':
-            # native XDP on veth loses CHECKSUM_PARTIAL: with tx checksum offload on at the sender, the
-            # rewritten packets carry only a pseudo-header sum and the receiver drops them
-            modes = ['generic']
-        else:
-            modes = ['native', 'generic']
-        errors = []
-        with bpf_loader.in_netns(netns_path):
-            for mode in modes:
-                current = bpf_loader.link_info(link['ifname'])
-                expected_fd = None
-                if current['xdp_prog_id'] and current['xdp_mode'] == mode:
-                    expected_fd = bpf_loader.bpf_syscall.prog_fd_by_id(current['xdp_prog_id'])
-                elif current['xdp_prog_id']:
-                    bpf_loader.xdp_detach(current['ifindex'], current['xdp_mode'])
-                try:
-                    bpf_loader.xdp_attach(link['ifindex'], prog_fd, mode, expected_fd)
-                except Exception as e:  # pylint: disable=broad-except
-                    code = bpf_loader.netlink_errno(e)
-                    if code == 16:
-                        raise LoaderError('interface %s became busy: another XDP program was attached meanwhile'
-                                          % link['ifname'])
-                    errors.append('%s: %s' % (mode, e))
-                    if code in EOPNOTSUPP and len(modes) > 1:
-                        continue
-                    raise LoaderError('attaching XDP (%s) to %s failed: %s. Try mode: generic, and check the '
-                                      'kernel has XDP support.' % (mode, link['ifname'], e))
-                finally:
-                    if expected_fd is not None:
-                        os.close(expected_fd)
-                got = bpf_loader.link_info(link['ifname'])
-                if got['xdp_mode'] != mode:
-                    if got['xdp_prog_id']:
-                        bpf_loader.xdp_detach(link['ifindex'], got['xdp_mode'])
-                    raise LoaderError('asked the kernel for %s XDP on %s but it reports %s; detached again'
-                                      % (mode, link['ifname'], got['xdp_mode']))
-                break
-            else:
-                raise LoaderError('no XDP mode worked on %s: %s' % (link['ifname'], '; '.join(errors)))
+        mode = bpf_loader.xdp_attach_replacing(netns_path, link, prog_fd, bpf_loader.xdp_modes(self.p['mode'], link))
         peer = 0
         if mode == 'native' and link['kind'] == 'veth':
             peer = self.attach_peer(netns_path, link, peer_fd)

