@@ -31,6 +31,7 @@ attributes:
     description: Reports what would change.
   diff_mode:
     support: none
+    description: The C(changes) list says what changed.
 options:
   name:
     description: Name of this configuration (its record file).

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import COLLECTION
 from xdp_harness import (
-    IP, TCP, UDP, Ether, Harness, LB_IP, VIP, assert_checksums, client, from_client, icmp_error, lan_backend,
+    IP, TCP, Ether, Harness, LB_IP, VIP, assert_checksums, client, from_client, icmp_error, lan_backend,
     mac_of, srv_backend)
 
 xdp_lb_maps = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps')
@@ -66,7 +66,6 @@ def lb_mac_towards(ip):
 
 def expected_verdict(backend):
     return 'REDIRECT' if device_of(backend) == 'srv0' else 'TX'
-
 
 
 # -- dsr --
@@ -176,8 +175,8 @@ def test_ipip_outer_header_is_exact(lb, proto, flags):
         assert outer.dst in IPIP_BACKENDS, 'outer destination is a backend (verdict %s)' % verdict
         seen.add(outer.dst)
         assert verdict == expected_verdict(outer.dst)
-        assert (out[Ether].src, out[Ether].dst, out[Ether].type) == (lb_mac_towards(outer.dst), mac_of(outer.dst),
-                                                                      0x0800)
+        expected_ether = (lb_mac_towards(outer.dst), mac_of(outer.dst), 0x0800)
+        assert (out[Ether].src, out[Ether].dst, out[Ether].type) == expected_ether
         inner = bytes(frame)[14:]
         assert (outer.version, outer.ihl, outer.tos, outer.len, outer.id, outer.ttl, outer.proto, outer.src) == (
             4, 5, 0x28, len(inner) + 20, frame[IP].id, 64, 4, LB_SRV_IP)

@@ -45,9 +45,8 @@ def lo_addrs():
 
 def play(**role_vars):
     """Run the role once; returns (recap changed count, failed count, output)."""
-    role_vars = dict({'xdp_lb_backend_name': 'q13rb', 'xdp_lb_backend_netns': NETNS, 'xdp_lb_backend_vips': [VIP,
-                                                                                                        OTHER_VIP]},
-                     **role_vars)
+    defaults = {'xdp_lb_backend_name': 'q13rb', 'xdp_lb_backend_netns': NETNS, 'xdp_lb_backend_vips': [VIP, OTHER_VIP]}
+    role_vars = dict(defaults, **role_vars)
     playbook = [{'name': 'backend', 'hosts': 'localhost', 'connection': 'local', 'gather_facts': False,
                  'vars': dict(role_vars, ansible_python_interpreter='/usr/bin/python3'),
                  'roles': ['ebpf.networking.xdp_lb_backend']}]

@@ -11,7 +11,6 @@ import pytest
 from ansible_collections.ebpf.networking.plugins.module_utils import lb_backend as b
 
 
-
 def test_vips_are_checked_and_sorted():
     assert b.normalize_vips(['10.0.0.20', '10.0.0.3', '10.0.0.20']) == ['10.0.0.3', '10.0.0.20']
 

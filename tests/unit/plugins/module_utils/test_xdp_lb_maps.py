@@ -25,7 +25,7 @@ def test_normalize_fills_defaults_and_sorts():
     out = m.normalize_services([svc(backends=['10.0.0.12', {'ip': '10.0.0.2', 'port': 8080}])], m.Limits(), '10.0.0.10')
     assert out == [{'vip': '10.0.0.10', 'port': 80, 'protocol': 'tcp', 'forwarding': 'nat', 'tunnel_source': None,
                     'snat_ip': ['10.0.0.10'], 'backends': [{'ip': '10.0.0.2', 'port': 8080, 'weight': 1},
-                                 {'ip': '10.0.0.12', 'port': 80, 'weight': 1}]}]
+                                                           {'ip': '10.0.0.12', 'port': 80, 'weight': 1}]}]
 
 
 def test_same_config_in_other_order_normalizes_equal():
