@@ -84,6 +84,13 @@ def require_bpffs():
                           '(the ebpf.networking.bpf_toolchain role does this).' % (BPFFS, BPFFS))
 
 
+def require_source(sources, main):
+    """The module's BPF sources, shipped by its action plugin, must hold its program."""
+    if not sources or main not in sources:
+        raise LoaderError('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
+                          'collection must be installed on the controller)' % main)
+
+
 def require_bcc():
     if not HAS_BCC:
         raise LoaderError('bcc is not importable by this Python (%s). Install python3-bpfcc and run '

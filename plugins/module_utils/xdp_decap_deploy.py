@@ -145,9 +145,7 @@ class XdpDecapDeployment(object):
         p = self.p
         if not p['interface']:
             self.fail('interface is required with state=present (the backend interface IPIP packets arrive on)')
-        if not p['bpf_sources'] or MAIN_SOURCE not in p['bpf_sources']:
-            self.fail('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
-                      'collection must be installed on the controller)' % MAIN_SOURCE)
+        bpf_loader.require_source(p['bpf_sources'], MAIN_SOURCE)
         bpf_loader.require_bpffs()
         netns_path, label = bpf_loader.resolve_netns(p['container'], p['netns'], self.run_command)
         with bpf_loader.in_netns(netns_path):

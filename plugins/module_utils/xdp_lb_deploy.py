@@ -106,9 +106,7 @@ class XdpLbDeployment(object):
         p = self.p
         if not p['interface']:
             self.fail('interface is required with state=present (e.g. interface: eth0)')
-        if not p['bpf_sources'] or MAIN_SOURCE not in p['bpf_sources']:
-            self.fail('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
-                      'collection must be installed on the controller)' % MAIN_SOURCE)
+        bpf_loader.require_source(p['bpf_sources'], MAIN_SOURCE)
         rng = p['snat_port_range']
         if not isinstance(rng, list) or len(rng) != 2 or rng[0] > rng[1]:
             self.fail('snat_port_range must be [first, last] with first <= last, got %s' % (rng,))
