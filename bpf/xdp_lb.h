@@ -69,11 +69,19 @@ struct lb_snat_addr {
 	__u32 index; /* row in lb_snat_ports */
 };
 
+/* How a service's packets reach the backend (lb_service.forwarding, lb_flow.forwarding). */
+#define LB_FWD_NAT 0  /* full NAT: addresses and ports rewritten, replies come back through us */
+#define LB_FWD_DSR 1  /* direct server return: destination MAC only; the backend holds the VIP */
+#define LB_FWD_IPIP 2 /* IPIP to the backend (lb_encap.h); the backend decapsulates, holds the VIP */
+
 struct lb_service {
 	__u32 index;         /* row in lb_backends / lb_maglev / lb_svc_stats */
 	__u32 ring_gen;      /* which of the two Maglev tables is live (0 or 1) */
 	__u32 backend_count; /* backends in the live Maglev table (weight > 0); 0 = refuse new flows */
-	__u32 snat_count;    /* used entries of snat[] */
+	__u16 snat_count;    /* used entries of snat[] (nat only) */
+	__u8 forwarding;     /* LB_FWD_*; was the high bytes of a u32 snat_count, so old rows read as nat */
+	__u8 pad;
+	/* nat: the SNAT addresses. ipip: snat[0].ip is the outer source address (snat_count 0). */
 	struct lb_snat_addr snat[LB_SVC_SNAT_MAX];
 };
 
@@ -129,7 +137,8 @@ struct lb_flow {
 	__u32 last_seen;       /* jiffies (low 32 bits), refreshed at most every LB_TOUCH */
 	__u16 snat_index;      /* row in lb_snat_ports */
 	__u8 state;            /* LB_ST_* */
-	__u8 pad;
+	__u8 forwarding;       /* LB_FWD_* (was padding: 0, nat). dsr/ipip flows hold no SNAT port; for ipip
+				* snat_ip is the outer source address */
 };
 
 /* lb_snat_ports[snat_index * LB_SNAT_PORTS + port - LB_SNAT_PORT_MIN]: the flow holding that port
@@ -166,6 +175,8 @@ enum lb_global_counter {
 	LB_CNT_FLOW_LOST,          /* a flow's port was taken meanwhile: its packet dropped */
 	LB_CNT_UDP_REPICK,         /* a UDP flow moved off a removed backend */
 	LB_CNT_ICMP_TRANSLATED,
+	LB_CNT_ENCAP_TOO_BIG,      /* ipip: the packet plus the outer header exceeds the egress MTU: dropped */
+	LB_CNT_DSR_NOT_NEIGHBOUR,  /* dsr: the route to the backend has a gateway, MAC rewrite cannot reach it */
 	LB_CNT_MAX,
 };
 

@@ -23,6 +23,11 @@
  * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup) when a flow starts; user space passes
  *   a backend MAC as a fallback while the neighbour entry is missing. Replies go back to the MAC
  *   the client's packet came from.
+ * - forwarding dsr / ipip services (issue 13): the LB sees only client -> backend packets. dsr
+ *   rewrites the destination MAC only (the backend is a neighbour and holds the VIP); ipip puts an
+ *   outer IPv4 header in front (bpf/lb_encap.h). No SNAT port, no reply path. The backend is the
+ *   Maglev pick, so any LB with the same backend set picks the same one without shared state;
+ *   lb_conntrack keeps the pick only for stickiness when the backend set changes.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -33,6 +38,7 @@
 #include "xdp_lb.h"
 #include "csum.h"
 #include "lb_ipv4.h"
+#include "lb_encap.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -186,7 +192,13 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	}
 
 	__builtin_memset(flow, 0, sizeof(*flow));
-	if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, flow) != 0) {
+	__u8 forwarding = svc->forwarding;
+	flow->forwarding = forwarding;
+	if (forwarding == LB_FWD_IPIP) {
+		flow->snat_ip = svc->snat[0].ip; /* the outer source address */
+	} else if (forwarding == LB_FWD_DSR) {
+		flow->snat_ip = key->daddr; /* only the FIB lookup's source: the packet keeps its addresses */
+	} else if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, flow) != 0) {
 		lb_count_global(LB_CNT_SNAT_EXHAUSTED);
 		lb_count_service_drop(svc_index, 1);
 		return XDP_DROP;
@@ -194,11 +206,17 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 
 	struct bpf_fib_lookup fib = {};
 	fib.family = AF_INET;
-	fib.l4_protocol = key->proto;
+	fib.l4_protocol = forwarding == LB_FWD_IPIP ? IPPROTO_IPIP : key->proto;
 	fib.ipv4_src = flow->snat_ip;
 	fib.ipv4_dst = be->ip;
 	fib.ifindex = ctx->ingress_ifindex;
 	int rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && forwarding == LB_FWD_DSR && fib.ipv4_dst != be->ip) {
+		/* the FIB put a gateway in ipv4_dst: a MAC rewrite would hand the VIP's packet to a router */
+		lb_count_global(LB_CNT_DSR_NOT_NEIGHBOUR);
+		lb_count_service_drop(svc_index, 0);
+		return XDP_DROP;
+	}
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		__builtin_memcpy(flow->backend_lb_mac, fib.smac, ETH_ALEN);
 		__builtin_memcpy(flow->backend_mac, fib.dmac, ETH_ALEN);
@@ -221,6 +239,8 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	__builtin_memcpy(flow->client_mac, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(flow->client_lb_mac, eth->h_dest, ETH_ALEN);
 	flow->last_seen = (__u32)now;
+	if (forwarding != LB_FWD_NAT)
+		flow->state = LB_ST_REPLIED; /* replies bypass us: time the flow out as established */
 	if (lb_conntrack.update((struct lb_flow_key *)key, flow) != 0)
 		lb_count_global(LB_CNT_FLOW_INSERT_FAIL);
 	return 0;
@@ -255,6 +275,20 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const
 	if (ifindex == 0 || ifindex == ctx->ingress_ifindex)
 		return XDP_TX;
 	return bpf_redirect(ifindex, 0);
+}
+
+/* An ipip flow's packet: outer header from the tunnel source to the backend, then to its next hop. */
+static __always_inline int lb_forward_ipip(struct xdp_md *ctx, const struct lb_flow *f)
+{
+	int room = lb_encap_make_room(ctx, f->backend_ifindex ? f->backend_ifindex : ctx->ingress_ifindex);
+	if (room == -1)
+		lb_count_global(LB_CNT_ENCAP_TOO_BIG);
+	if (room)
+		return XDP_DROP;
+	struct ethhdr *eth = lb_encap_ipip_header(ctx, f->snat_ip, f->backend_ip);
+	if (!eth)
+		return XDP_DROP;
+	return lb_send(ctx, eth, f->backend_lb_mac, f->backend_mac, f->backend_ifindex);
 }
 
 /* An ICMP error to one of our addresses: if it quotes a packet of a flow, pass it to the other side
@@ -296,7 +330,7 @@ static __always_inline int lb_handle_icmp(struct xdp_md *ctx, struct ethhdr *eth
 		key.dport = err.inner_ports[0];
 		key.proto = inner->protocol;
 		struct lb_flow *flow = lb_conntrack.lookup(&key);
-		if (!flow)
+		if (!flow || flow->forwarding != LB_FWD_NAT)
 			return XDP_PASS;
 		struct lb_flow f = *flow;
 		/* the backend sees an error about its packet backend:bport -> SNAT:lport, from the SNAT address */
@@ -405,7 +439,10 @@ int xdp_lb(struct xdp_md *ctx)
 			flow = 0;
 		}
 	}
-	if (flow) {
+	if (flow && flow->forwarding != LB_FWD_NAT) {
+		lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 0) : 0, now); /* no SNAT port to keep in step */
+		f = *flow;
+	} else if (flow) {
 		if (lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 0) : 0, now)) {
 			/* at most once a second: keep the port's slot in step, and check the port is still
 			 * ours (if another flow holds it, this one is lost: its packets must not join that flow) */
@@ -442,6 +479,10 @@ int xdp_lb(struct xdp_md *ctx)
 	}
 
 	lb_count_flow(f.svc_index, f.backend_slot, 0, data_end - data, new_flow);
+	if (f.forwarding == LB_FWD_DSR)
+		return lb_send(ctx, eth, f.backend_lb_mac, f.backend_mac, f.backend_ifindex);
+	if (f.forwarding == LB_FWD_IPIP)
+		return lb_forward_ipip(ctx, &f);
 	lb_rewrite(iph, ports, l4_check, f.snat_ip, f.backend_ip, f.snat_port, f.backend_port);
 	return lb_send(ctx, eth, f.backend_lb_mac, f.backend_mac, f.backend_ifindex);
 }

@@ -84,6 +84,13 @@ def require_bpffs():
                           '(the ebpf.networking.bpf_toolchain role does this).' % (BPFFS, BPFFS))
 
 
+def require_source(sources, main):
+    """The module's BPF sources, shipped by its action plugin, must hold its program."""
+    if not sources or main not in sources:
+        raise LoaderError('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
+                          'collection must be installed on the controller)' % main)
+
+
 def require_bcc():
     if not HAS_BCC:
         raise LoaderError('bcc is not importable by this Python (%s). Install python3-bpfcc and run '
@@ -509,6 +516,12 @@ def ipv4_addresses(ifindex):
         return [a.get_attr('IFA_ADDRESS') for a in ipr.get_addr(family=2, index=ifindex)]
 
 
+def local_ipv4_addresses():
+    """Every IPv4 address of the current namespace."""
+    with contextlib.closing(_iproute()) as ipr:
+        return sorted(set(a.get_attr('IFA_ADDRESS') for a in ipr.get_addr(family=2)))
+
+
 def xdp_attach(ifindex, prog_fd, mode, expected_fd=None):
     """Attach in the given mode. With expected_fd, atomically replace that program; else fail with
     EBUSY when any program is attached."""
@@ -522,6 +535,57 @@ def xdp_attach(ifindex, prog_fd, mode, expected_fd=None):
     attrs.append(('IFLA_XDP_FLAGS', flags))
     with contextlib.closing(_iproute()) as ipr:
         ipr.link('set', index=ifindex, IFLA_XDP={'attrs': attrs})
+
+
+XDP_NOT_SUPPORTED = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
+
+
+def xdp_modes(wanted, link):
+    """The attach modes to try in order for the mode option (auto, native, generic)."""
+    if wanted != 'auto':
+        return [wanted]
+    if link['kind'] == 'veth':
+        # native XDP on veth loses CHECKSUM_PARTIAL: with tx checksum offload on at the sender, the
+        # rewritten packets carry only a pseudo-header sum and the receiver drops them
+        return ['generic']
+    return ['native', 'generic']
+
+
+def xdp_attach_replacing(netns_path, link, prog_fd, modes):
+    """Attach prog_fd to link in the first of modes that works, atomically replacing what runs there
+    (ours, or a foreign program the caller checked may go). Returns the mode the kernel reports."""
+    errors = []
+    with in_netns(netns_path):
+        for mode in modes:
+            current = link_info(link['ifname'])
+            expected_fd = None
+            if current['xdp_prog_id'] and current['xdp_mode'] == mode:
+                expected_fd = bpf_syscall.prog_fd_by_id(current['xdp_prog_id'])
+            elif current['xdp_prog_id']:
+                xdp_detach(current['ifindex'], current['xdp_mode'])
+            try:
+                xdp_attach(link['ifindex'], prog_fd, mode, expected_fd)
+            except Exception as e:  # pylint: disable=broad-except
+                code = netlink_errno(e)
+                if code == 16:
+                    raise LoaderError('interface %s became busy: another XDP program was attached meanwhile'
+                                      % link['ifname'])
+                errors.append('%s: %s' % (mode, e))
+                if code in XDP_NOT_SUPPORTED and len(modes) > 1:
+                    continue
+                raise LoaderError('attaching XDP (%s) to %s failed: %s. Try mode: generic, and check the '
+                                  'kernel has XDP support.' % (mode, link['ifname'], e))
+            finally:
+                if expected_fd is not None:
+                    os.close(expected_fd)
+            got = link_info(link['ifname'])
+            if got['xdp_mode'] != mode:
+                if got['xdp_prog_id']:
+                    xdp_detach(link['ifindex'], got['xdp_mode'])
+                raise LoaderError('asked the kernel for %s XDP on %s but it reports %s; detached again'
+                                  % (mode, link['ifname'], got['xdp_mode']))
+            return mode
+    raise LoaderError('no XDP mode worked on %s: %s' % (link['ifname'], '; '.join(errors)))
 
 
 def xdp_detach(ifindex, mode):
@@ -540,6 +604,19 @@ def neighbour_mac(ip, ifindex):
         for n in ipr.get_neighbours(family=2, ifindex=ifindex):
             if n.get_attr('NDA_DST') == ip and n['state'] not in (0x01, 0x20):  # not INCOMPLETE/FAILED
                 return n.get_attr('NDA_LLADDR')
+    return None
+
+
+def route_to(ip):
+    """The current namespace's route to ip: {'ifindex', 'gateway' (None when on-link)}, or None when
+    there is no route."""
+    with contextlib.closing(_iproute()) as ipr:
+        try:
+            routes = ipr.route('get', dst=ip)
+        except Exception:  # pylint: disable=broad-except
+            return None  # ENETUNREACH and the like
+        for r in routes:
+            return {'ifindex': r.get_attr('RTA_OIF'), 'gateway': r.get_attr('RTA_GATEWAY')}
     return None
 
 

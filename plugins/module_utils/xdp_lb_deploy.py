@@ -21,7 +21,6 @@ from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import
     ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
-EOPNOTSUPP = (95, 22)  # EOPNOTSUPP, EINVAL: driver without native XDP
 
 # the module's option defaults, for callers that pass only what they set
 DEFAULTS = {
@@ -107,9 +106,7 @@ class XdpLbDeployment(object):
         p = self.p
         if not p['interface']:
             self.fail('interface is required with state=present (e.g. interface: eth0)')
-        if not p['bpf_sources'] or MAIN_SOURCE not in p['bpf_sources']:
-            self.fail('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
-                      'collection must be installed on the controller)' % MAIN_SOURCE)
+        bpf_loader.require_source(p['bpf_sources'], MAIN_SOURCE)
         rng = p['snat_port_range']
         if not isinstance(rng, list) or len(rng) != 2 or rng[0] > rng[1]:
             self.fail('snat_port_range must be [first, last] with first <= last, got %s' % (rng,))
@@ -121,6 +118,7 @@ class XdpLbDeployment(object):
         bpf_loader.require_bpffs()
         netns_path, label, link, addrs, ino = self.resolve_target()
         desired = normalize_services(p['services'], limits, addrs[0] if addrs else None)
+        self.check_direct_backends(desired, netns_path, label, link)
         digest = bpf_loader.source_digest(p['bpf_sources'], limits.cflags())
 
         if os.path.isdir(self.pins.staging):
@@ -221,6 +219,33 @@ class XdpLbDeployment(object):
             if maps is not None:
                 maps.close()
 
+    def check_direct_backends(self, desired, netns_path, label, link):
+        """dsr reaches a backend by its MAC: it must be a neighbour (a route without gateway) of the
+        load balancer's namespace. ipip needs any route to the backend and a local tunnel source."""
+        with bpf_loader.in_netns(netns_path):
+            local = bpf_loader.local_ipv4_addresses()
+            for svc in desired:
+                where = 'service %s:%d/%s' % (svc['vip'], svc['port'], svc['protocol'])
+                if svc['forwarding'] == 'ipip' and svc['tunnel_source'] not in local:
+                    self.fail('%s: tunnel_source %s is not an address of %s (it has %s): give one of them, the '
+                              'backends answer ICMP errors to it' % (where, svc['tunnel_source'], label,
+                                                                     ', '.join(local) or 'none'))
+                if svc['forwarding'] == 'nat':
+                    continue
+                for be in svc['backends']:
+                    route = bpf_loader.route_to(be['ip'])
+                    if route is None:
+                        self.fail('%s: backend %s has no route in %s: add one (forwarding %s sends to it by '
+                                  'its route)' % (where, be['ip'], label, svc['forwarding']))
+                    if svc['forwarding'] == 'dsr' and route['gateway']:
+                        self.fail('%s: backend %s is reached through gateway %s (device %s), not on a directly '
+                                  'connected L2 segment of %s: forwarding dsr rewrites only the destination MAC, '
+                                  'so backends must be neighbours. Put the backend on the segment of %s, or use '
+                                  'forwarding: ipip' % (where, be['ip'], route['gateway'],
+                                                        (bpf_loader.link_by_index(route['ifindex']) or {}).get(
+                                                            'ifname', route['ifindex']),
+                                                        link['ifname'], link['ifname']))
+
     def mac_lookup(self, netns_path, link):
         """Backend MACs from the neighbour table, priming ARP first: the program's fallback when the FIB
         lookup finds no neighbour."""
@@ -272,48 +297,7 @@ class XdpLbDeployment(object):
     def attach(self, prog_fd, netns_path, link, peer_fd=None):
         """Attach, atomically replacing what runs there now (ours, or a foreign program with force, both
         checked before). Returns (mode, peer ifindex given the pass program, or 0)."""
-        wanted = self.p['mode']
-        if wanted != 'auto':
-            modes = [wanted]
-        elif link['kind'] == 'veth':
-            # native XDP on veth loses CHECKSUM_PARTIAL: with tx checksum offload on at the sender, the
-            # rewritten packets carry only a pseudo-header sum and the receiver drops them
-            modes = ['generic']
-        else:
-            modes = ['native', 'generic']
-        errors = []
-        with bpf_loader.in_netns(netns_path):
-            for mode in modes:
-                current = bpf_loader.link_info(link['ifname'])
-                expected_fd = None
-                if current['xdp_prog_id'] and current['xdp_mode'] == mode:
-                    expected_fd = bpf_loader.bpf_syscall.prog_fd_by_id(current['xdp_prog_id'])
-                elif current['xdp_prog_id']:
-                    bpf_loader.xdp_detach(current['ifindex'], current['xdp_mode'])
-                try:
-                    bpf_loader.xdp_attach(link['ifindex'], prog_fd, mode, expected_fd)
-                except Exception as e:  # pylint: disable=broad-except
-                    code = bpf_loader.netlink_errno(e)
-                    if code == 16:
-                        raise LoaderError('interface %s became busy: another XDP program was attached meanwhile'
-                                          % link['ifname'])
-                    errors.append('%s: %s' % (mode, e))
-                    if code in EOPNOTSUPP and len(modes) > 1:
-                        continue
-                    raise LoaderError('attaching XDP (%s) to %s failed: %s. Try mode: generic, and check the '
-                                      'kernel has XDP support.' % (mode, link['ifname'], e))
-                finally:
-                    if expected_fd is not None:
-                        os.close(expected_fd)
-                got = bpf_loader.link_info(link['ifname'])
-                if got['xdp_mode'] != mode:
-                    if got['xdp_prog_id']:
-                        bpf_loader.xdp_detach(link['ifindex'], got['xdp_mode'])
-                    raise LoaderError('asked the kernel for %s XDP on %s but it reports %s; detached again'
-                                      % (mode, link['ifname'], got['xdp_mode']))
-                break
-            else:
-                raise LoaderError('no XDP mode worked on %s: %s' % (link['ifname'], '; '.join(errors)))
+        mode = bpf_loader.xdp_attach_replacing(netns_path, link, prog_fd, bpf_loader.xdp_modes(self.p['mode'], link))
         peer = 0
         if mode == 'native' and link['kind'] == 'veth':
             peer = self.attach_peer(netns_path, link, peer_fd)

@@ -24,14 +24,14 @@ LAYOUT_VERSION = 2
 SVC_SNAT_MAX = 4  # LB_SVC_SNAT_MAX
 
 SERVICE_KEY = struct.Struct('=4s2sBx')
-SERVICE = struct.Struct('=IIII' + '4sI' * SVC_SNAT_MAX)
+SERVICE = struct.Struct('=IIIHBx' + '4sI' * SVC_SNAT_MAX)
 ADDR_KEY = struct.Struct('=4s')
 ADDR = struct.Struct('=II')
 ADDR_VIP = 1
 ADDR_SNAT = 2
 BACKEND = struct.Struct('=4s2s6sBBH')
 FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
-FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBx')
+FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBB')
 SNAT_SLOT = struct.Struct('=4s4s2s2sB3xQ')
 COUNTERS = struct.Struct('=7Q')
 META = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
@@ -42,7 +42,12 @@ COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes
 # enum lb_global_counter
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
-                   'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated')
+                   'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
+                   'dsr_backend_not_neighbour')
+# how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
+# dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
+FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}
+FORWARDING_NAMES = dict((v, k) for k, v in FORWARDING.items())
 MODES = {1: 'native', 2: 'generic'}
 MODE_IDS = dict((v, k) for k, v in MODES.items())
 
@@ -219,8 +224,19 @@ def normalize_services(services, limits, default_snat_ip):
         proto = (svc.get('protocol') or 'tcp').lower()
         if proto not in PROTOCOLS:
             raise ConfigError('%s.protocol %r is not supported: use tcp or udp' % (where, proto))
-        snat_ips = svc.get('snat_ip') or default_snat_ip
-        if not snat_ips:
+        forwarding = svc.get('forwarding') or 'nat'
+        if forwarding not in FORWARDING:
+            raise ConfigError('%s.forwarding %r is not supported: use nat, dsr or ipip' % (where, forwarding))
+        tunnel_source = svc.get('tunnel_source')
+        if forwarding != 'nat':
+            _check_direct(svc, where, forwarding, tunnel_source)
+            if forwarding == 'ipip':
+                usable_ip(tunnel_source, '%s.tunnel_source' % where)
+        elif tunnel_source:
+            raise ConfigError('%s.tunnel_source is only used with forwarding: ipip (this service is nat); '
+                              'remove it or set forwarding: ipip' % where)
+        snat_ips = (svc.get('snat_ip') or default_snat_ip) if forwarding == 'nat' else []
+        if not snat_ips and forwarding == 'nat':
             raise ConfigError('%s: no snat_ip given and the interface has no IPv4 address to use' % where)
         if not isinstance(snat_ips, list):
             snat_ips = [snat_ips]
@@ -260,16 +276,37 @@ def normalize_services(services, limits, default_snat_ip):
             weight = _int(be.get('weight') if be.get('weight') is not None else 1, '%s.weight' % bwhere, 0, 1000)
             if (bip, bport) in bseen:
                 raise ConfigError('%s: backend %s:%d is listed twice' % (bwhere, bip, bport))
+            if forwarding != 'nat' and bport != port:
+                raise ConfigError('%s.port %d differs from the service port %d: forwarding %s does not rewrite ports '
+                                  '(the backend receives VIP:%d); drop the backend port or use forwarding: nat'
+                                  % (bwhere, bport, port, forwarding, port))
+            if forwarding != 'nat' and bip == vip:
+                raise ConfigError('%s.ip %s is the VIP: with forwarding %s the backends hold the VIP themselves; '
+                                  'give their own addresses' % (bwhere, bip, forwarding))
             bseen.add((bip, bport))
             norm_backends.append({'ip': bip, 'port': bport, 'weight': weight})
         norm_backends.sort(key=lambda b: (socket.inet_aton(b['ip']), b['port']))
-        result.append({'vip': vip, 'port': port, 'protocol': proto, 'snat_ip': snat_ips, 'backends': norm_backends})
+        result.append({'vip': vip, 'port': port, 'protocol': proto, 'forwarding': forwarding,
+                       'tunnel_source': tunnel_source if forwarding == 'ipip' else None, 'snat_ip': snat_ips,
+                       'backends': norm_backends})
     result.sort(key=service_sort_key)
     snat_all = set(ip for s in result for ip in s['snat_ip'])
     if len(snat_all) > limits.max_snat_ips:
         raise ConfigError('the services use %d SNAT addresses but max_snat_ips is %d: raise max_snat_ips'
                           % (len(snat_all), limits.max_snat_ips))
     return result
+
+
+def _check_direct(svc, where, forwarding, tunnel_source):
+    """Options a dsr or ipip service cannot have: they never translate, so nothing to translate to."""
+    if svc.get('snat_ip'):
+        raise ConfigError('%s.snat_ip has no use with forwarding %s: the backends answer clients directly, '
+                          'nothing is source-translated; remove snat_ip or use forwarding: nat' % (where, forwarding))
+    if forwarding == 'ipip' and not tunnel_source:
+        raise ConfigError('%s: forwarding ipip needs tunnel_source, the outer source address of the '
+                          'encapsulated packets (an address of the load balancer the backends can route to)' % where)
+    if forwarding == 'dsr' and tunnel_source:
+        raise ConfigError('%s.tunnel_source is only used with forwarding: ipip; remove it' % where)
 
 
 def service_sort_key(svc):
@@ -312,8 +349,11 @@ class LbMaps(object):
             if raw is not None:
                 fields = SERVICE.unpack(raw)
                 count = min(fields[3], SVC_SNAT_MAX)
-                snat = [(ip_str(fields[4 + 2 * i]), fields[5 + 2 * i]) for i in range(count)]
-                result[key] = {'index': fields[0], 'ring_gen': fields[1], 'backend_count': fields[2], 'snat': snat}
+                snat = [(ip_str(fields[5 + 2 * i]), fields[6 + 2 * i]) for i in range(count)]
+                forwarding = FORWARDING_NAMES.get(fields[4], str(fields[4]))
+                result[key] = {'index': fields[0], 'ring_gen': fields[1], 'backend_count': fields[2], 'snat': snat,
+                               'forwarding': forwarding,
+                               'tunnel_source': ip_str(fields[5]) if forwarding == 'ipip' else None}
         return result
 
     def addrs(self):
@@ -361,6 +401,7 @@ class LbMaps(object):
                               key=lambda b: (socket.inet_aton(b['ip']), b['port']))
             snat = sorted((ip for ip, _i in entry['snat']), key=socket.inet_aton)
             svc = {'vip': ip_str(vip), 'port': port_int(port), 'protocol': PROTOCOL_NAMES.get(proto, str(proto)),
+                   'forwarding': entry['forwarding'], 'tunnel_source': entry['tunnel_source'],
                    'snat_ip': snat, 'backends': backends}
             weighted = dict((s, r) for s, r in rows.items() if r['weight'] > 0)
             expected = maglev.build_table([(s, backend_label(r), r['weight']) for s, r in weighted.items()],
@@ -544,11 +585,15 @@ class LbMaps(object):
             if table:
                 self._write_ring(index, new_gen, table)
             snat = [(ip, snat_index[ip]) for ip in svc['snat_ip']]
+            # ipip: the outer source address sits in the first SNAT entry, which counts 0 entries
+            slots_used = snat if svc['forwarding'] != 'ipip' else [(svc['tunnel_source'], 0)]
             packed_snat = []
             for i in range(SVC_SNAT_MAX):
-                packed_snat += [ip_bytes(snat[i][0], 'snat_ip'), snat[i][1]] if i < len(snat) else [b'\0' * 4, 0]
+                packed_snat += ([ip_bytes(slots_used[i][0], 'snat_ip'), slots_used[i][1]] if i < len(slots_used)
+                                else [b'\0' * 4, 0])
             bpf_syscall.map_update(self.fds['lb_services'], key,
-                                   SERVICE.pack(index, new_gen, len(weighted), len(snat), *packed_snat))
+                                   SERVICE.pack(index, new_gen, len(weighted), len(snat), FORWARDING[svc['forwarding']],
+                                                *packed_snat))
             keep = set(entry[0] for entry in slots)
             for slot in rows:
                 if slot not in keep:
@@ -591,11 +636,12 @@ class LbMaps(object):
 
 def unpack_flow(raw):
     (backend_ip, snat_ip, backend_port, snat_port, svc_index, backend_slot, client_ifindex, backend_ifindex,
-     client_mac, client_lb_mac, backend_mac, backend_lb_mac, last_seen, snat_index, state) = FLOW.unpack(raw)
+     client_mac, client_lb_mac, backend_mac, backend_lb_mac, last_seen, snat_index, state,
+     forwarding) = FLOW.unpack(raw)
     return {'backend_ip': ip_str(backend_ip), 'snat_ip': ip_str(snat_ip), 'backend_port': port_int(backend_port),
             'snat_port': port_int(snat_port), 'svc_index': svc_index, 'backend_slot': backend_slot,
             'client_ifindex': client_ifindex, 'backend_ifindex': backend_ifindex, 'last_seen': last_seen,
-            'snat_index': snat_index, 'state': state}
+            'snat_index': snat_index, 'state': state, 'forwarding': FORWARDING_NAMES.get(forwarding, str(forwarding))}
 
 
 def state_name(state, proto):
@@ -630,6 +676,12 @@ def diff_services(before, after):
                 changes.append('service %s: backend %s weight %d -> %d%s' % (
                     label, bl, old[bl]['weight'], new[bl]['weight'],
                     ' (draining: no new flows, existing ones continue)' if new[bl]['weight'] == 0 else ''))
+        for field in ('forwarding', 'tunnel_source'):
+            if a[label].get(field) != b[label].get(field):
+                changes.append('service %s: %s %s -> %s%s' % (
+                    label, field, b[label].get(field), a[label].get(field),
+                    ': its live connections break (their packets take the new path)' if field == 'forwarding'
+                    else ''))
         if a[label]['snat_ip'] != b[label]['snat_ip']:
             changes.append('service %s: snat_ip %s -> %s' % (label, ', '.join(b[label]['snat_ip']),
                                                              ', '.join(a[label]['snat_ip'])))

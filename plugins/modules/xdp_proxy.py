@@ -9,7 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 ---
 module: xdp_proxy
-short_description: XDP layer-4 load balancer (full NAT) for IPv4 TCP and UDP
+short_description: XDP layer-4 load balancer (full NAT, direct server return or IPIP) for IPv4 TCP and UDP
 version_added: 0.1.0
 description:
   - Compiles C(bpf/xdp_proxy.bpf.c) with bcc on the target, pins the program and its maps under
@@ -20,6 +20,9 @@ description:
     (full NAT), updates the IPv4 and TCP/UDP checksums incrementally and sends it out with XDP_TX
     or a redirect. A connection table (LRU) keeps every flow on its backend, also while backends
     are added or removed.
+  - Per service, I(forwarding=dsr) (direct server return) or I(forwarding=ipip) instead sends the
+    client's packets to the backend unchanged, by MAC rewrite or inside an IPIP header, and the
+    backends answer clients directly.
   - A flow ends. TCP flows move through SYN, established and closing (a FIN or RST) and expire after
     an idle time per state (I(timeouts)); UDP flows expire when idle. A closed or expired flow's SNAT
     port is free again for a new flow.
@@ -116,10 +119,29 @@ options:
         type: str
         choices: [tcp, udp]
         default: tcp
+      forwarding:
+        description:
+          - How packets reach the backends. C(nat) (full NAT) rewrites addresses and ports and carries the
+            replies back. C(dsr) (direct server return) rewrites the destination MAC only; the backends must be
+            neighbours of the load balancer (no gateway on the route to them) and hold the VIP themselves
+            (role C(ebpf.networking.xdp_lb_backend)). C(ipip) puts an IPIP header from I(tunnel_source) in front
+            and sends the packet to the backend by its route; the backend decapsulates and holds the VIP.
+          - With C(dsr) and C(ipip) the backends answer clients directly, ports are not translated (a
+            backend C(port) must equal I(port)) and I(snat_ip) does not apply. See docs/xdp-load-balancer.md.
+          - C(ipip) packets that exceed the egress MTU by the 20-byte outer header are dropped and counted
+            (C(encap_too_big_dropped)); give the path to the backends a 20-byte larger MTU.
+        type: str
+        choices: [nat, dsr, ipip]
+        default: nat
+      tunnel_source:
+        description:
+          - With I(forwarding=ipip), required; the outer source address of encapsulated packets, an
+            address of the load balancer the backends can route back to.
+        type: str
       snat_ip:
         description:
           - Source address, or a list of up to 4 addresses, used towards backends; defaults to the
-            interface's first IPv4 address. Each address gives the service every port of I(snat_port_range).
+            interface's first IPv4 address. Only with I(forwarding=nat). Each address gives the service every port of I(snat_port_range).
           - Unspecified, broadcast, multicast, loopback and class E addresses are refused, also for I(vip) and backends.
         type: raw
       health_check:
@@ -269,6 +291,22 @@ EXAMPLES = r'''
           - {ip: 172.30.0.11}
           - {ip: 172.30.0.12, weight: 2}
 
+- name: Direct server return to backends on the lb container's segment (they hold the VIP on loopback)
+  ebpf.networking.xdp_proxy:
+    name: xdp_dsr
+    container: lb
+    interface: eth0
+    services:
+      - vip: 172.30.0.10
+        port: 80
+        forwarding: dsr
+        backends: [172.30.0.11, 172.30.0.12]
+      - vip: 172.30.0.10
+        port: 443
+        forwarding: ipip
+        tunnel_source: 172.30.0.10
+        backends: [10.8.0.11, 10.9.0.12]
+
 - name: Remove it again
   ebpf.networking.xdp_proxy:
     name: xdp_lb
@@ -365,6 +403,8 @@ def main():
                 vip=dict(type='str', required=True),
                 port=dict(type='int', required=True),
                 protocol=dict(type='str', default='tcp', choices=['tcp', 'udp']),
+                forwarding=dict(type='str', default='nat', choices=['nat', 'dsr', 'ipip']),
+                tunnel_source=dict(type='str'),
                 snat_ip=dict(type='raw'),
                 backends=dict(type='list', elements='raw', required=True),
                 health_check=dict(type='dict', options=dict(

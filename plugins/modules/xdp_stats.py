@@ -68,7 +68,8 @@ global_counters:
   description:
     - Packets dropped or passed for a reason, and SNAT port events. Keys passed, no_backend, no_neighbour,
       snat_ports_exhausted, flow_insert_failed, fragments_dropped, orphan_replies_dropped, ttl_expired_passed,
-      snat_ports_reclaimed, snat_port_scans, flows_lost, udp_flows_moved, icmp_translated.
+      snat_ports_reclaimed, snat_port_scans, flows_lost, udp_flows_moved, icmp_translated, encap_too_big_dropped
+      (C(forwarding=ipip) packets over the egress MTU with the outer header), dsr_backend_not_neighbour.
   returned: when deployed
   type: dict
 refused_flows:
@@ -143,7 +144,9 @@ def flow_sample(maps, limit):
         out.append({'client': '%s:%d' % (ip_str(saddr), port_int(sport)),
                     'service': '%s:%d' % (ip_str(daddr), port_int(dport)),
                     'protocol': PROTOCOL_NAMES.get(proto, proto),
-                    'snat': '%s:%d' % (flow['snat_ip'], flow['snat_port']),
+                    'forwarding': flow['forwarding'],
+                    # dsr/ipip flows hold no SNAT port (ipip's snat_ip is the tunnel source)
+                    'snat': '%s:%d' % (flow['snat_ip'], flow['snat_port']) if flow['forwarding'] == 'nat' else None,
                     'backend': '%s:%d' % (flow['backend_ip'], flow['backend_port']),
                     'backend_slot': flow['backend_slot'], 'state': state_name(flow['state'], proto)})
     return out
@@ -162,6 +165,14 @@ def advice(counters, global_counters, limits):
         out.append('%d packets belonged to flows whose SNAT port had been reclaimed (idle past their timeout, or '
                    'evicted from a full table): raise max_flows or the timeouts if these were live connections.'
                    % global_counters['flows_lost'])
+    if global_counters.get('encap_too_big_dropped'):
+        out.append('%d ipip packets did not fit the MTU towards their backend with the 20-byte outer header and '
+                   'were dropped: raise the MTU from the load balancer to the backends by 20 bytes, or clamp the '
+                   "clients' MSS." % global_counters['encap_too_big_dropped'])
+    if global_counters.get('dsr_backend_not_neighbour'):
+        out.append('%d new dsr flows were dropped because the route to their backend has a gateway now: dsr '
+                   'backends must be neighbours of the load balancer (or use forwarding: ipip).'
+                   % global_counters['dsr_backend_not_neighbour'])
     if global_counters.get('no_neighbour'):
         out.append('%d new flows found no MAC address for their backend: check the backends are reachable '
                    '(ip neigh on the load balancer).' % global_counters['no_neighbour'])

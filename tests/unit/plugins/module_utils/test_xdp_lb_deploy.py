@@ -11,11 +11,12 @@ import pytest
 
 from ansible_collections.ebpf.networking.plugins.module_utils import xdp_lb_deploy as d
 
-SOURCE = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils', 'xdp_lb_deploy.py')
+MODULE_UTILS = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'plugins', 'module_utils')
 
 
-def test_no_import_from_ansible_so_a_host_agent_can_use_it():
-    tree = ast.parse(open(SOURCE).read())
+@pytest.mark.parametrize('name', ['xdp_lb_deploy.py', 'xdp_decap_deploy.py', 'lb_backend.py'])
+def test_no_import_from_ansible_so_a_host_agent_can_use_it(name):
+    tree = ast.parse(open(os.path.join(MODULE_UTILS, name)).read())
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
     assert [n for n in names if n == 'ansible' or n.startswith('ansible.')] == []

@@ -6,6 +6,7 @@ __metaclass__ = type
 
 import os
 import re
+import struct
 
 import pytest
 
@@ -22,9 +23,9 @@ def svc(**kw):
 
 def test_normalize_fills_defaults_and_sorts():
     out = m.normalize_services([svc(backends=['10.0.0.12', {'ip': '10.0.0.2', 'port': 8080}])], m.Limits(), '10.0.0.10')
-    assert out == [{'vip': '10.0.0.10', 'port': 80, 'protocol': 'tcp', 'snat_ip': ['10.0.0.10'],
-                    'backends': [{'ip': '10.0.0.2', 'port': 8080, 'weight': 1},
-                                 {'ip': '10.0.0.12', 'port': 80, 'weight': 1}]}]
+    assert out == [{'vip': '10.0.0.10', 'port': 80, 'protocol': 'tcp', 'forwarding': 'nat', 'tunnel_source': None,
+                    'snat_ip': ['10.0.0.10'], 'backends': [{'ip': '10.0.0.2', 'port': 8080, 'weight': 1},
+                                                           {'ip': '10.0.0.12', 'port': 80, 'weight': 1}]}]
 
 
 def test_same_config_in_other_order_normalizes_equal():
@@ -212,3 +213,54 @@ def test_default_sizes_keep_map_memory_per_connection_within_the_issue_10_budget
     ports = limits.snat_port_max - limits.snat_port_min + 1
     snat_array = limits.max_snat_ips * ports * ((m.SNAT_SLOT.size + 7) // 8 * 8)
     assert flow_entry + snat_array // limits.max_flows <= 128
+
+
+# -- forwarding modes (issue 13) --
+
+def test_dsr_and_ipip_services_normalize_without_snat():
+    dsr, ipip = m.normalize_services([svc(forwarding='dsr'), svc(port=81, forwarding='ipip', tunnel_source='10.0.0.5')],
+                                     m.Limits(), '10.0.0.10')
+    assert dsr['forwarding'] == 'dsr' and dsr['snat_ip'] == [] and dsr['tunnel_source'] is None
+    assert ipip['forwarding'] == 'ipip' and ipip['snat_ip'] == [] and ipip['tunnel_source'] == '10.0.0.5'
+    # no SNAT address is needed (none counts against max_snat_ips), even when the interface has none
+    assert m.normalize_services([svc(forwarding='dsr')], m.Limits(max_snat_ips=1), None)[0]['snat_ip'] == []
+
+
+@pytest.mark.parametrize('service,message', [
+    (svc(forwarding='dr'), "forwarding 'dr' is not supported: use nat, dsr or ipip"),
+    (svc(forwarding='ipip'), 'forwarding ipip needs tunnel_source'),
+    (svc(forwarding='ipip', tunnel_source='224.0.0.5'), 'tunnel_source 224.0.0.5 is a multicast'),
+    (svc(forwarding='ipip', tunnel_source='not-an-ip'), 'tunnel_source .* is not an IPv4 address'),
+    (svc(forwarding='dsr', tunnel_source='10.0.0.5'), 'tunnel_source is only used with forwarding: ipip'),
+    (svc(tunnel_source='10.0.0.5'), 'tunnel_source is only used with forwarding: ipip'),
+    (svc(forwarding='dsr', snat_ip='10.0.0.3'), 'snat_ip has no use with forwarding dsr'),
+    (svc(forwarding='ipip', tunnel_source='10.0.0.5', snat_ip=['10.0.0.3']), 'snat_ip has no use with forwarding ipip'),
+    (svc(forwarding='dsr', backends=[{'ip': '10.0.0.11', 'port': 8080}]),
+     r'backends\[0\].port 8080 differs from the service port 80: forwarding dsr does not rewrite ports'),
+    (svc(forwarding='ipip', tunnel_source='10.0.0.5', backends=['10.0.0.10']), 'is the VIP'),
+])
+def test_bad_forwarding_input_is_named(service, message):
+    with pytest.raises(m.ConfigError, match=message):
+        m.normalize_services([service], m.Limits(), '10.0.0.10')
+
+
+def test_forwarding_ids_match_the_c_header():
+    text = open(HEADER).read()
+    for name, value in m.FORWARDING.items():
+        assert re.search(r'#define LB_FWD_%s (\d+)' % name.upper(), text).group(1) == str(value)
+
+
+def test_old_service_rows_read_as_nat():
+    # before issue 13 snat_count was a u32: its high bytes, now forwarding, were 0
+    old_row = struct.pack('=IIII' + '4sI' * m.SVC_SNAT_MAX, 3, 1, 2, 1, b'\x0a\0\0\x01', 0, *([b'\0' * 4, 0] * 3))
+    fields = m.SERVICE.unpack(old_row)
+    assert fields[3] == 1 and m.FORWARDING_NAMES[fields[4]] == 'nat'
+
+
+def test_diff_names_a_forwarding_change():
+    before = m.normalize_services([svc()], m.Limits(), '10.0.0.10')
+    after = m.normalize_services([svc(forwarding='ipip', tunnel_source='10.0.0.5')], m.Limits(), '10.0.0.10')
+    changes = m.diff_services(before, after)
+    assert any(c.startswith('service 10.0.0.10:80/tcp: forwarding nat -> ipip') for c in changes)
+    assert 'service 10.0.0.10:80/tcp: tunnel_source None -> 10.0.0.5' in changes
+    assert 'service 10.0.0.10:80/tcp: snat_ip 10.0.0.10 -> ' in changes

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * IPIP encapsulation for the load balancer's `forwarding: ipip` services (as Katran's encap_v4):
+ * the client's packet goes unchanged inside an outer IPv4 header from the service's tunnel source
+ * to the backend, which decapsulates it and answers the client directly from the VIP.
+ *
+ * Outer header: version 4, IHL 5, TOS and DF copied from the inner header (RFC 2003 5.1: a DF
+ * inner packet must not be fragmented on the way), the inner packet's ID (so fragments of different
+ * outer packets never share one), TTL LB_ENCAP_TTL, protocol 4, checksum computed in full.
+ * A packet that no longer fits the egress device's MTU with the 20 extra bytes is dropped and
+ * counted (LB_CNT_ENCAP_TOO_BIG): XDP cannot fragment, and an ICMP "fragmentation needed" from the
+ * LB is not generated (yet). Raise the MTU towards the backends by 20 bytes, or lower the clients'
+ * MSS (docs/xdp-load-balancer.md "Forwarding modes").
+ */
+#ifndef EBPF_NETWORKING_LB_ENCAP_H
+#define EBPF_NETWORKING_LB_ENCAP_H
+
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include "csum.h"
+
+#ifndef LB_ENCAP_TTL
+#define LB_ENCAP_TTL 64
+#endif
+#define LB_IP_DF 0x4000
+
+/* The header checksum of a 20-byte IPv4 header whose check field is 0. */
+static __always_inline __u16 lb_ipv4_header_csum(const struct iphdr *iph)
+{
+	const __u16 *word = (const __u16 *)iph;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
+		sum += word[i];
+	return lb_csum_fold(sum);
+}
+
+/* Room for the outer header in front of the client's IPv4 packet, MTU permitting: 0, or -1 when the
+ * packet is too big for ifindex (caller counts and drops), -2 when the headroom cannot grow. */
+static __always_inline int lb_encap_make_room(struct xdp_md *ctx, __u32 ifindex)
+{
+	__u32 mtu_len = 0;
+
+	if (bpf_check_mtu(ctx, ifindex, &mtu_len, (__s32)sizeof(struct iphdr), 0) != BPF_MTU_CHK_RET_SUCCESS)
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
+		return -2;
+	return 0;
+}
+
+/* After lb_encap_make_room: write Ethernet type and the outer header in front of the inner packet.
+ * Returns the Ethernet header, or 0 when the bounds do not hold (caller drops). */
+static __always_inline struct ethhdr *lb_encap_ipip_header(struct xdp_md *ctx, __be32 saddr, __be32 daddr)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	struct iphdr *outer = (void *)(eth + 1);
+	struct iphdr *inner = outer + 1;
+
+	if ((void *)(inner + 1) > data_end)
+		return 0;
+	eth->h_proto = bpf_htons(ETH_P_IP);
+	outer->version = 4;
+	outer->ihl = 5;
+	outer->tos = inner->tos;
+	outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + (__u16)sizeof(struct iphdr));
+	outer->id = inner->id;
+	outer->frag_off = inner->frag_off & bpf_htons(LB_IP_DF);
+	outer->ttl = LB_ENCAP_TTL;
+	outer->protocol = IPPROTO_IPIP;
+	outer->check = 0;
+	outer->saddr = saddr;
+	outer->daddr = daddr;
+	outer->check = lb_ipv4_header_csum(outer);
+	return eth;
+}
+
+#endif
