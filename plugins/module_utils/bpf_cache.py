@@ -36,6 +36,7 @@ LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW: two instruction slots
 CALL = 0x85
 PSEUDO_MAP_FD = 1
 VERIFIER_LOG_SIZE = 1 << 20
+MAX_ENTRIES = 32  # builds kept; the least recently used go first (an entry is some 100-300 KB)
 
 
 class CacheMiss(Exception):
@@ -175,7 +176,25 @@ def store(key, entry, cache_dir=None):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    prune(directory)
     return entry_path(key, directory)
+
+
+def prune(directory, keep=None):
+    """Remove all but the keep (MAX_ENTRIES) most recently used entries (read() refreshes their mtime)."""
+    keep = MAX_ENTRIES if keep is None else keep
+    entries = []
+    for name in os.listdir(directory):
+        if name.endswith('.json') and not name.startswith('.'):
+            try:
+                entries.append((os.stat(os.path.join(directory, name)).st_mtime, name))
+            except OSError:
+                continue
+    for _mtime, name in sorted(entries, reverse=True)[keep:]:
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass
 
 
 def read(key, cache_dir=None):
@@ -194,6 +213,10 @@ def read(key, cache_dir=None):
         raise CacheMiss('cache entry %s is corrupt (checksum mismatch)' % path)
     if entry.get('format') != FORMAT or entry.get('key') != key:
         raise CacheMiss('cache entry %s is of another format or key' % path)
+    try:
+        os.utime(path, None)  # recently used: kept by prune()
+    except OSError:
+        pass
     return entry
 
 

@@ -159,7 +159,8 @@ class LoadedPrograms(object):
     valid until close(): keep the object until everything is pinned and attached.
     """
 
-    def __init__(self, prog_fds, map_fds, origin, note, bpf=None):
+    def __init__(self, prog_fds, map_fds, origin, note, bpf=None, key=None):
+        self.key = key  # the cache key of this build
         self.prog_fds = prog_fds
         self.map_fds = map_fds
         self.origin = origin
@@ -192,7 +193,7 @@ def load_programs(sources, main, cflags, functions, maps=(), pinned_maps=None, c
                 raise bpf_cache.CacheMiss('cache entry %s lacks functions or maps asked for' % key[:12])
             prog_fds, map_fds = bpf_cache.load(entry, pinned_maps)
             return LoadedPrograms(prog_fds, map_fds, 'cache',
-                                  'loaded from the compiled-program cache (%s, no compile)' % key[:12])
+                                  'loaded from the compiled-program cache (%s, no compile)' % key[:12], key=key)
         except bpf_cache.CacheMiss as e:
             note = 'compiled with bcc (%s)' % e
             if str(e) != 'no cached copy':
@@ -210,7 +211,7 @@ def load_programs(sources, main, cflags, functions, maps=(), pinned_maps=None, c
             note += '; kept in the compiled-program cache as %s' % key[:12]
         except (bpf_cache.CacheMiss, OSError, LoaderError) as e:
             note += '; not cached: %s' % e
-    return LoadedPrograms(prog_fds, map_fds, 'compiled', note, bpf)
+    return LoadedPrograms(prog_fds, map_fds, 'compiled', note, bpf, key)
 
 
 def capture_compiled(bpf, functions, map_fds):

@@ -235,3 +235,15 @@ def test_an_uncacheable_program_still_loads(fake, cache_dir, monkeypatch):
     monkeypatch.setattr(bpf_loader, 'capture_compiled', refuse)
     got = load(cache_dir)
     assert got.origin == 'compiled' and 'not cached: ld_imm64' in got.note
+
+
+def test_the_least_recently_used_entries_are_pruned(cache_dir, monkeypatch):
+    monkeypatch.setattr(bpf_cache, 'MAX_ENTRIES', 3)
+    for n in range(3):
+        bpf_cache.store('k%d' % n, entry(), cache_dir)
+        os.utime(bpf_cache.entry_path('k%d' % n, cache_dir), (1000 + n, 1000 + n))
+    bpf_cache.read('k0', cache_dir)   # used now: the newest
+    bpf_cache.prune(cache_dir, keep=3)
+    bpf_cache.store('k3', entry(), cache_dir)
+    bpf_cache.prune(cache_dir, keep=3)
+    assert sorted(os.listdir(cache_dir)) == ['k0.json', 'k2.json', 'k3.json']
