@@ -250,6 +250,12 @@ notes:
   - ICMP errors quoting a packet of a flow (destination unreachable, fragmentation needed, time
     exceeded) are translated to the other side of the flow, so path-MTU discovery works through it.
   - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
+  - Compiled programs are kept in C(/var/cache/ebpf-networking/programs) (one entry per build, that is per sources, sizes,
+    kernel and bcc version), so a later load of the same build, such as the host agent's restore after a
+    reboot, skips the bcc compile. A missing, damaged or refused entry falls back to compiling; C(changes)
+    says which happened. C(EBPF_NETWORKING_CACHE_DIR) moves the cache.
+  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
+    (a lock under C(/run/ebpf-networking/locks)).
 seealso:
   - module: ebpf.networking.xdp_stats
   - name: Maglev paper

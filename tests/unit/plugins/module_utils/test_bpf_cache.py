@@ -83,7 +83,7 @@ def test_an_entry_reads_back_as_written_in_a_private_directory(cache_dir):
     assert oct(os.stat(cache_dir).st_mode & 0o777) == '0o700' and oct(os.stat(path).st_mode & 0o777) == '0o600'
     got = bpf_cache.read('k1', cache_dir)
     assert got['programs'] == entry()['programs'] and got['key'] == 'k1'
-    assert [f for f in os.listdir(cache_dir)] == ['k1.json'], 'no temporary file left'
+    assert os.listdir(cache_dir) == ['k1.json'], 'no temporary file left'
 
 
 def test_a_missing_entry_is_a_plain_miss(cache_dir):
@@ -171,8 +171,8 @@ def fake(monkeypatch, cache_dir):
     return state
 
 
-def load(cache_dir, sources=SOURCES, **kw):
-    return bpf_loader.load_programs(sources, 'p.bpf.c', ['-DA=1'], {'f': 'xdp'}, maps=('m',), cache_dir=cache_dir,
+def load(cache_dir, sources=None, **kw):
+    return bpf_loader.load_programs(sources or SOURCES, 'p.bpf.c', ['-DA=1'], {'f': 'xdp'}, maps=('m',), cache_dir=cache_dir,
                                     **kw)
 
 
