@@ -19,11 +19,12 @@ work=${EBPF_NET_TEST_WORK:-/tmp/ebpf-networking-test}
 coll="$work/ansible_collections/ebpf/networking"
 passed=0; failed=0; failed_names=()
 
-step() {  # step NAME COMMAND...
+logs="$work/logs"; mkdir -p "$logs"
+step() {  # step NAME COMMAND...: output also kept in $logs/NAME.log for the summary of failures
   local name=$1; shift
   local start=$SECONDS
   printf '\n==> %s\n' "$name"
-  if "$@"; then
+  if "$@" 2>&1 | tee "$logs/$name.log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
     passed=$((passed + 1)); printf '==> %s passed (%ss)\n' "$name" $((SECONDS - start))
   else
     failed=$((failed + 1)); failed_names+=("$name"); printf '==> %s FAILED (%ss)\n' "$name" $((SECONDS - start))
@@ -114,7 +115,18 @@ for s in $steps; do
   esac
 done
 
+failure_summary() {  # CI shows only the end of the output: repeat what failed, briefly, here
+  local name
+  for name in "${failed_names[@]}"; do
+    printf '\n==> why %s failed (full log: %s)\n' "$name" "$logs/$name.log"
+    grep -E '^(FAILED|ERROR) |^E   |fatal: \[|FAILED! =>|failed=[1-9]|"msg": |^ *msg: |Traceback|CRITICAL|^ERROR' "$logs/$name.log" \
+      | cut -c1-400 | head -n 25
+    echo '--- last lines:'; tail -n 8 "$logs/$name.log" | cut -c1-400
+  done
+}
+
 echo
+[ $failed -gt 0 ] && failure_summary
 [ $failed -gt 0 ] && echo "failed steps: ${failed_names[*]}"
 echo "steps: $passed passed, $failed failed"
 [ $failed -eq 0 ]

@@ -22,6 +22,8 @@ sys.path.insert(0, HERE)
 
 from lab_topology import Topology  # noqa: E402  pylint: disable=wrong-import-position
 
+# not the module's default name: a lab deployed on this host (xdp_lb) survives the tests
+LB_NAME = 'ebn_xdp_lb'
 XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h')
 
 # modules save their desired state for the host agent (persistent: true): keep the tests' out of /etc
@@ -70,7 +72,7 @@ def lab(require_root):
     topo = Topology(clients=2, backends=3, checksum_offload=False).up()
     topo.start_backends(port=80, udp_port=5300)
     yield topo
-    for name in ('xdp_lb', 'busytest', 'other', 'brokensrc', 'collide', 'lrutest', 'xareclaim', 'xareload', 'xadrain', 'xaold'):
+    for name in (LB_NAME, 'busytest', 'other', 'brokensrc', 'collide', 'lrutest', 'xareclaim', 'xareload', 'xadrain', 'xaold'):
         run_module('xdp_proxy', {'name': name, 'state': 'absent'})
     topo.down()
 
@@ -79,6 +81,7 @@ def lab(require_root):
 def xdp():
     """Run xdp_proxy with the BPF sources filled in, as the action plugin does."""
     def call(check_mode=False, **args):
+        args.setdefault('name', LB_NAME)
         if args.get('state', 'present') == 'present' and 'bpf_sources' not in args:
             args['bpf_sources'] = read_sources(XDP_SOURCES)
         return run_module('xdp_proxy', args, check_mode=check_mode)

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import HERE, run_module
+from conftest import HERE, LB_NAME, run_module
 
 PIN_ROOT = '/sys/fs/bpf/ebpf_networking'
 
@@ -65,7 +65,7 @@ def test_deploy_balances_tcp_and_udp_and_is_idempotent(lab, xdp):
 
 
 def test_xdp_stats_counts_the_traffic(lab, xdp):
-    stats = run_module('xdp_stats', {'name': 'xdp_lb', 'flows': 5})
+    stats = run_module('xdp_stats', {'name': LB_NAME, 'flows': 5})
     assert stats['deployed'] and stats['attached']['mode'] == 'native'
     tcp = [c for c in stats['counters'] if c['service'].endswith(':80/tcp')][0]
     assert tcp['new_flows'] >= 45 and tcp['reply_packets'] > 0
@@ -119,13 +119,13 @@ def test_check_mode_reports_the_diff_and_changes_nothing(lab, xdp):
         ['service %s:80/tcp: remove backend %s:80' % (lab.ip('lb'), lab.ip('be3'))], result['changes']
     assert len(result['diff']['before']['services'][0]['backends']) == 3
     assert len(result['diff']['after']['services'][0]['backends']) == 2
-    stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+    stats = run_module('xdp_stats', {'name': LB_NAME})
     tcp = [s for s in stats['services'] if s['port'] == 80][0]
     assert len(tcp['backends']) == 3
 
 
 def test_backend_change_updates_maps_in_place(lab, xdp):
-    before = run_module('xdp_stats', {'name': 'xdp_lb'})['prog_id']
+    before = run_module('xdp_stats', {'name': LB_NAME})['prog_id']
     result = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab, backends=['be1', 'be2']))
     assert result['changed'] and result['prog_id'] == before, 'a backend change must not reload the program'
     assert set(curl_hosts(lab, 'cl2', 30)) == {'be1', 'be2'}
@@ -267,13 +267,13 @@ def test_busy_xdp_slot_is_refused_unless_forced(lab, xdp):
 
 
 def test_leftovers_of_an_interrupted_run_are_repaired(lab, xdp):
-    os.mkdir(PIN_ROOT + '/_staging_xdp_lb')
-    os.unlink(PIN_ROOT + '/xdp_lb/map_lb_meta')
+    os.mkdir(PIN_ROOT + '/_staging_' + LB_NAME)
+    os.unlink(PIN_ROOT + '/' + LB_NAME + '/map_lb_meta')
     result = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
     assert result['changed'] and not result.get('failed'), result.get('msg')
     assert any('staging' in c for c in result['changes'])
     assert any('damaged pins' in c for c in result['changes'])
-    assert not os.path.exists(PIN_ROOT + '/_staging_xdp_lb')
+    assert not os.path.exists(PIN_ROOT + '/_staging_' + LB_NAME)
     assert set(curl_hosts(lab, 'cl1', 45)) == {'be1', 'be2', 'be3'}
     assert xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))['changed'] is False
 
@@ -287,11 +287,11 @@ def attached_prog_ids(ns):
 def test_absent_removes_program_pins_and_attachments(lab, xdp):
     ours = attached_prog_ids('ebn-lb') | attached_prog_ids('ebn-sw')
     assert len(ours) == 2, 'the LB program and the peer pass program: %s' % ours
-    check = run_module('xdp_proxy', {'name': 'xdp_lb', 'state': 'absent'}, check_mode=True)
-    assert check['changed'] and os.path.exists(PIN_ROOT + '/xdp_lb')
-    result = run_module('xdp_proxy', {'name': 'xdp_lb', 'state': 'absent'})
+    check = run_module('xdp_proxy', {'name': LB_NAME, 'state': 'absent'}, check_mode=True)
+    assert check['changed'] and os.path.exists(PIN_ROOT + '/' + LB_NAME)
+    result = run_module('xdp_proxy', {'name': LB_NAME, 'state': 'absent'})
     assert result['changed']
-    assert not os.path.exists(PIN_ROOT + '/xdp_lb')
+    assert not os.path.exists(PIN_ROOT + '/' + LB_NAME)
     assert not xdp_prog_on(lab, 'lb')
     switch = subprocess.run(['ip', 'netns', 'exec', 'ebn-sw', 'ip', '-d', 'link'], stdout=subprocess.PIPE,
                             universal_newlines=True, check=True).stdout
@@ -300,16 +300,16 @@ def test_absent_removes_program_pins_and_attachments(lab, xdp):
                            check=True).stdout
     # by id: the docker lab or another deployment may run programs of the same name
     assert not [p for p in json.loads(progs) if p['id'] in ours], 'our programs must be unloaded'
-    assert run_module('xdp_proxy', {'name': 'xdp_lb', 'state': 'absent'})['changed'] is False
+    assert run_module('xdp_proxy', {'name': LB_NAME, 'state': 'absent'})['changed'] is False
 
 
 def test_absent_with_damaged_pins_still_finds_and_detaches(lab, xdp):
     deployed = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
     assert deployed['changed'] and xdp_prog_on(lab, 'lb')
-    os.unlink(PIN_ROOT + '/xdp_lb/map_lb_meta')  # the record of where it is attached is gone
-    result = run_module('xdp_proxy', {'name': 'xdp_lb', 'state': 'absent'})
+    os.unlink(PIN_ROOT + '/' + LB_NAME + '/map_lb_meta')  # the record of where it is attached is gone
+    result = run_module('xdp_proxy', {'name': LB_NAME, 'state': 'absent'})
     assert result['changed'] and any(c.startswith('detach program %d' % deployed['prog_id']) for c in result['changes'])
-    assert not xdp_prog_on(lab, 'lb') and not os.path.exists(PIN_ROOT + '/xdp_lb')
+    assert not xdp_prog_on(lab, 'lb') and not os.path.exists(PIN_ROOT + '/' + LB_NAME)
 
 
 def udp_exchange_script(vip, sport, rounds):
@@ -342,7 +342,7 @@ def test_a_udp_flow_moves_off_a_removed_backend_on_its_next_packet(lab, xdp):
         second = proc.stdout.readline().strip()
         assert second != 'TIMEOUT' and second.endswith('@' + lab.ip('lb')), second
         assert second.split('@')[0] != used, 'the same socket must now reach another backend'
-        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        stats = run_module('xdp_stats', {'name': LB_NAME})
         assert stats['global_counters']['udp_flows_moved'] >= 1
     finally:
         proc.stdin.close()
@@ -369,7 +369,7 @@ def test_draining_backend_keeps_its_connections_and_gets_no_new_ones(lab, xdp):
         assert all('error' not in c for c in conns), conns
         assert all(c['first'] == c['second'] for c in conns), 'open connections stay on their backend'
         assert 'be1' in set(c['first'] for c in conns), 'some connection must have been on the drained backend'
-        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        stats = run_module('xdp_stats', {'name': LB_NAME})
         be1 = [b for c in stats['counters'] if c['service'].endswith(':80/tcp') for b in c['backends']
                if b['ip'] == lab.ip('be1')][0]
         assert be1['draining'] and be1['weight'] == 0
@@ -429,7 +429,7 @@ def test_a_backends_port_unreachable_reaches_the_client(lab, xdp):
     try:
         out = lab.node('cl1').run(sys.executable, '-c', script).stdout.strip()
         assert out == 'REFUSED', out
-        stats = run_module('xdp_stats', {'name': 'xdp_lb'})
+        stats = run_module('xdp_stats', {'name': LB_NAME})
         assert stats['global_counters']['icmp_translated'] >= 1
     finally:
         xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
@@ -465,12 +465,12 @@ def test_ping_and_oversized_udp_to_the_vip_behave_as_documented(lab, xdp):
     xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
     assert lab.node('cl1').run(sys.executable, '-c', PING_3000.replace('VIP', lab.ip('lb'))).stdout.strip() == 'REPLY 3008'
 
-    before = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    before = run_module('xdp_stats', {'name': LB_NAME})['global_counters']['fragments_dropped']
     script = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(2)\n'
               's.sendto(b"x"*4000,("%s",5300))\ntry:\n s.recvfrom(100); print("ANSWER")\n'
               'except OSError: print("NOANSWER")\n') % lab.ip('lb')
     assert lab.node('cl2').run(sys.executable, '-c', script).stdout.strip() == 'NOANSWER'
-    after = run_module('xdp_stats', {'name': 'xdp_lb'})['global_counters']['fragments_dropped']
+    after = run_module('xdp_stats', {'name': LB_NAME})['global_counters']['fragments_dropped']
     assert after - before >= 3, 'all three fragments of the 4000-byte datagram are dropped'
 
 
