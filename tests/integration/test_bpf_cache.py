@@ -13,9 +13,11 @@ Namespaces q12-*, deployments q12_*; the cache lives in a temporary directory.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import base64
 import inspect
 import json
 import os
+import struct
 import subprocess
 
 import pytest
@@ -96,6 +98,72 @@ for _name, _test in sorted(vars(datapath).items()):
 del _name, _test
 
 
+# -- bpf_cache.load on a hand-made entry: no bcc involved --
+
+def _ins(code, dst=0, src=0, off=0, imm=0):
+    return struct.pack('<BBhi', code, dst | (src << 4), off, imm)
+
+
+# r1 = map; r2 = fp - 4; *(u32 *)(fp - 4) = 0; r0 = lookup(r1, r2); if r0 { *(u64 *)r0 = 42 }; return XDP_PASS
+HAND_PROGRAM = (_ins(0x18, 1, 1) + _ins(0) + _ins(0xbf, 2, 10) + _ins(0x07, 2, 0, 0, -4) + _ins(0x62, 10, 0, -4, 0) +
+                _ins(0x85, 0, 0, 0, 1) + _ins(0x15, 0, 0, 1, 0) + _ins(0x7a, 0, 0, 0, 42) + _ins(0xb7, 0, 0, 0, 2) +
+                _ins(0x95))
+
+
+def hand_entry(program=HAND_PROGRAM, max_entries=1):
+    return {'format': bpf_cache.FORMAT, 'license': 'GPL', 'btf': {},
+            'maps': {'q12_arr': {'name': 'q12_arr', 'type_id': 2, 'key_size': 4, 'value_size': 8,
+                                 'max_entries': max_entries, 'flags': 0, 'btf_id': 0, 'btf_key_type_id': 0,
+                                 'btf_value_type_id': 0}},
+            'programs': {'q12_prog': {'prog_type': 6, 'expected_attach_type': 0,
+                                      'insns': base64.b64encode(program).decode(), 'map_refs': [[0, 'q12_arr']]}}}
+
+
+@pytest.fixture
+def pin_dir(require_root):
+    path = '/sys/fs/bpf/q12_cache_%d' % os.getpid()
+    os.mkdir(path)
+    yield path
+    for name in os.listdir(path):
+        os.unlink(os.path.join(path, name))
+    os.rmdir(path)
+
+
+def test_a_hand_made_entry_loads_patches_its_map_and_runs(pin_dir):
+    pin = os.path.join(pin_dir, 'map_q12_arr')
+    progs, maps = bpf_cache.load(hand_entry(), {'q12_arr': pin})
+    try:
+        assert os.path.exists(pin), 'created and pinned where asked'
+        retval, _out, _ns = bpf_syscall.prog_test_run(progs['q12_prog'], b'\0' * 64)
+        assert retval == 2
+        assert struct.unpack('=Q', bpf_syscall.map_lookup(maps['q12_arr'], struct.pack('=I', 0), 8))[0] == 42
+        assert bpf_syscall.prog_map_ids(progs['q12_prog']) == [bpf_syscall.map_info(maps['q12_arr'])['id']]
+        again_progs, again_maps = bpf_cache.load(hand_entry(), {'q12_arr': pin})
+        try:
+            assert bpf_syscall.map_info(again_maps['q12_arr'])['id'] == bpf_syscall.map_info(maps['q12_arr'])['id'], \
+                'an existing pin is opened, not replaced'
+            assert tag(again_progs['q12_prog']) == tag(progs['q12_prog'])
+        finally:
+            for fd in list(again_progs.values()) + list(again_maps.values()):
+                os.close(fd)
+        with pytest.raises(bpf_cache.CacheMiss, match='differs from the cached spec'):
+            bpf_cache.load(hand_entry(max_entries=2), {'q12_arr': pin})
+    finally:
+        for fd in list(progs.values()) + list(maps.values()):
+            os.close(fd)
+
+
+def test_a_refused_program_leaves_nothing_behind(pin_dir):
+    pin = os.path.join(pin_dir, 'map_q12_arr')
+    out_of_range = HAND_PROGRAM[:-8] + _ins(0x05, 0, 0, 100)
+    before = sorted(os.listdir('/proc/self/fd'))
+    with pytest.raises(bpf_cache.CacheMiss, match='kernel refused cached program q12_prog') as e:
+        bpf_cache.load(hand_entry(out_of_range), {'q12_arr': pin})
+    assert 'jump out of range' in str(e.value) or 'invalid' in str(e.value), str(e.value)
+    assert not os.path.exists(pin), 'the map it pinned is unpinned again'
+    assert sorted(os.listdir('/proc/self/fd')) == before, 'no fd left open'
+
+
 # -- falling back --
 
 def _loads(cache_dir, sources=None):
@@ -145,7 +213,6 @@ def test_fallbacks(require_root, tmp_path):
     assert _loads(cache_dir).origin == 'cache', 'the fallback compile stored a good entry again'
 
     def bad_jump(doc):
-        import base64
         insns = bytearray(base64.b64decode(doc['programs']['xdp_lb']['insns']))
         insns[-8:] = bytes([0x05, 0, 0x00, 0x7f, 0, 0, 0, 0])  # the final exit becomes a jump out of the program
         doc['programs']['xdp_lb']['insns'] = base64.b64encode(bytes(insns)).decode()
