@@ -253,6 +253,24 @@ def _open_or_create_map(name, spec, pin_path, btf_fds, created_pins):
     return fd
 
 
+def _load_program(fn, prog, insns, license_text):
+    """Load without a verifier log (a log of a large program does not fit any buffer: ENOSPC); only when the
+    kernel refuses, load again with one to say why."""
+    try:
+        return bpf_syscall.prog_load(prog['prog_type'], insns, license_text, fn, prog['expected_attach_type'])
+    except bpf_syscall.BpfError as e:
+        first = e
+    log = ''
+    try:
+        fd = bpf_syscall.prog_load(prog['prog_type'], insns, license_text, fn, prog['expected_attach_type'],
+                                   VERIFIER_LOG_SIZE)
+        os.close(fd)  # accepted the second time: keep the first refusal as the answer
+    except bpf_syscall.BpfError as e:
+        log = getattr(e, 'log', '')
+    tail = '\n'.join(log.strip().splitlines()[-5:])
+    raise CacheMiss('the kernel refused cached program %s: %s%s' % (fn, first, '\n' + tail if tail else ''))
+
+
 def load(entry, pinned_maps=None):
     """Load an entry: ({function: prog fd}, {map name: map fd}); the caller closes both.
 
@@ -272,12 +290,7 @@ def load(entry, pinned_maps=None):
             map_fds[name] = _open_or_create_map(name, spec, pinned_maps.get(name), btf_fds, created_pins)
         for fn, prog in sorted(entry['programs'].items()):
             insns = patch(base64.b64decode(prog['insns']), prog['map_refs'], map_fds)
-            try:
-                prog_fds[fn] = bpf_syscall.prog_load(prog['prog_type'], insns, entry['license'], fn,
-                                                     prog['expected_attach_type'], VERIFIER_LOG_SIZE)
-            except bpf_syscall.BpfError as e:
-                tail = '\n'.join(getattr(e, 'log', '').strip().splitlines()[-5:])
-                raise CacheMiss('the kernel refused cached program %s: %s %s' % (fn, e, tail))
+            prog_fds[fn] = _load_program(fn, prog, insns, entry['license'])
         return prog_fds, map_fds
     except CacheMiss:
         _undo(prog_fds, map_fds, created_pins)
