@@ -265,3 +265,30 @@ def test_module_reload_after_unpin_uses_the_cache(q12_netns):
     stats = run_module('xdp_stats', {'name': 'q12_cache'})
     assert not stats.get('failed'), stats.get('msg')
     assert [s['vip'] for s in again['services']] == ['10.212.0.1']
+
+
+def _conntrack_id():
+    fd = bpf_syscall.obj_get('/sys/fs/bpf/ebpf_networking/q12_cache/map_lb_conntrack')
+    try:
+        return bpf_syscall.map_info(fd)['id']
+    finally:
+        os.close(fd)
+
+
+def test_module_reload_keeping_flows_from_the_cache_opens_the_live_flow_table(q12_netns):
+    """A reload that keeps the flow table (new timeouts: same layout) loads the new program with the live pinned
+    flow maps (BPF_TABLE_PINNED through LB_FLOWS_PIN). From the cache, those maps must be opened, not created."""
+    args = {'name': 'q12_cache', 'netns': q12_netns, 'interface': 'q12a', 'persistent': False,
+            'bpf_sources': read_sources(XDP_SOURCES),
+            'services': [{'vip': '10.212.0.1', 'port': 80, 'backends': ['10.212.0.2']}]}
+    slow = dict(tcp_syn=60, tcp_established=21600, tcp_closing=10, udp=60)
+    fast = dict(slow, tcp_syn=31)
+    first = run_module('xdp_proxy', dict(args, timeouts=slow))
+    assert not first.get('failed'), first.get('msg')
+    table = _conntrack_id()
+    for timeouts in (fast, slow, fast):
+        result = run_module('xdp_proxy', dict(args, timeouts=timeouts))
+        assert not result.get('failed'), result.get('msg')
+        assert any('keeping the flow table' in c for c in result['changes']), result['changes']
+        assert _conntrack_id() == table, 'the flow table was replaced: %s' % result['changes']
+    assert any('loaded from the compiled-program cache' in c for c in result['changes']), result['changes']
