@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_cache, bpf_syscall
 
 try:
     from bcc import BPF
@@ -157,6 +157,87 @@ def compile_and_load(sources, main, cflags, functions):
         return bpf, fds
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class LoadedPrograms(object):
+    """Programs and maps loaded by load_programs: prog_fds {function: fd}, map_fds {map name: fd}.
+
+    origin is 'cache' or 'compiled'; note says what happened with the cache (for the log). The fds stay
+    valid until close(): keep the object until everything is pinned and attached.
+    """
+
+    def __init__(self, prog_fds, map_fds, origin, note, bpf=None, key=None):
+        self.key = key  # the cache key of this build
+        self.prog_fds = prog_fds
+        self.map_fds = map_fds
+        self.origin = origin
+        self.note = note
+        self.bpf = bpf  # the bcc module owning the fds of a compiled load
+
+    def close(self):
+        if self.bpf is None:
+            for fd in list(self.prog_fds.values()) + list(self.map_fds.values()):
+                os.close(fd)
+        self.prog_fds, self.map_fds, self.bpf = {}, {}, None
+
+
+def load_programs(sources, main, cflags, functions, maps=(), pinned_maps=None, cache_dir=None, use_cache=True):
+    """Load functions ({name: program type name}) of sources, with the fds of maps (names) for pinning.
+
+    The one loader path of modules and host agent: from the compiled-program cache (bpf_cache) when it holds
+    this exact build, else compiled with bcc, and the compiled result then kept in the cache. pinned_maps
+    {map name: pin path}: maps the program shares through bpffs (bcc's BPF_TABLE_PINNED, whose paths are in
+    cflags): a cached load opens them there, or creates and pins them, as bcc would.
+    Returns LoadedPrograms; .note tells why the cache was or was not used.
+    """
+    types = dict((fn, (PROG_TYPES[t], 0)) for fn, t in functions.items())
+    key = bpf_cache.cache_key(sources, main, cflags, types, _bcc.__version__ if HAS_BCC else None)
+    note = 'compiled with bcc (cache off)'
+    if use_cache:
+        try:
+            entry = bpf_cache.read(key, cache_dir)
+            if set(entry['programs']) != set(functions) or not set(maps) <= set(entry['maps']):
+                raise bpf_cache.CacheMiss('cache entry %s lacks functions or maps asked for' % key[:12])
+            prog_fds, map_fds = bpf_cache.load(entry, pinned_maps)
+            return LoadedPrograms(prog_fds, map_fds, 'cache',
+                                  'loaded from the compiled-program cache (%s, no compile)' % key[:12], key=key)
+        except bpf_cache.CacheMiss as e:
+            note = 'compiled with bcc (%s)' % e
+            if str(e) != 'no cached copy':
+                note = 'compiled with bcc: the cached copy was not usable: %s' % e
+                bpf_cache.discard(key, cache_dir)
+        except (OSError, KeyError, TypeError, ValueError) as e:
+            note = 'compiled with bcc: the cached copy was not usable: %s' % e
+            bpf_cache.discard(key, cache_dir)
+    bpf, prog_fds = compile_and_load(sources, main, cflags, functions)
+    map_fds = dict((n, table_fd(bpf, n)) for n in maps)
+    if use_cache:
+        try:
+            entry = capture_compiled(bpf, functions, map_fds)
+            bpf_cache.store(key, entry, cache_dir)
+            note += '; kept in the compiled-program cache as %s' % key[:12]
+        except (bpf_cache.CacheMiss, OSError, LoaderError) as e:
+            note += '; not cached: %s' % e
+    return LoadedPrograms(prog_fds, map_fds, 'compiled', note, bpf, key)
+
+
+def capture_compiled(bpf, functions, map_fds):
+    """A cache entry of what bcc loaded: each function's instructions and every map they use."""
+    all_maps = dict(map_fds)
+    programs = {}
+    for fn, ptype in functions.items():
+        insns = bpf.dump_func(fn.encode())
+        for _slot, fd in bpf_cache.map_refs(insns):
+            if fd in all_maps.values():
+                continue
+            name = bpf_syscall.map_info(fd)['name']
+            if _bcc.lib.bpf_table_fd(bpf.module, name.encode()) != fd:
+                raise bpf_cache.CacheMiss('%s uses a map (fd %d, %r) not found by its name in the module'
+                                          % (fn, fd, name))
+            all_maps[name] = fd
+        programs[fn] = (insns, PROG_TYPES[ptype], 0)
+    license_text = _bcc.lib.bpf_module_license(bpf.module).decode()
+    return bpf_cache.capture(programs, all_maps, license_text)
 
 
 def _tail(text, lines=40):

@@ -18,7 +18,8 @@ import struct
 
 __all__ = ['BpfError', 'obj_get', 'obj_pin', 'map_lookup', 'map_update', 'map_delete', 'map_keys', 'map_clear',
            'map_info', 'prog_info', 'prog_fd_by_id', 'prog_query', 'prog_attach', 'prog_detach',
-           'prog_test_run', 'prog_load_return', 'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST']
+           'prog_test_run', 'prog_load_return', 'possible_cpus', 'BPF_ANY', 'BPF_NOEXIST', 'map_create', 'prog_load',
+           'btf_load', 'btf_fd_by_id', 'btf_data', 'map_btf']
 
 _NR_BPF = {'x86_64': 321, 'aarch64': 280, 'armv7l': 386, 'ppc64le': 361, 's390x': 351, 'riscv64': 280}
 
@@ -35,6 +36,8 @@ BPF_PROG_GET_FD_BY_ID = 13
 BPF_MAP_GET_FD_BY_ID = 14
 BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_QUERY = 16
+BPF_BTF_LOAD = 18
+BPF_BTF_GET_FD_BY_ID = 19
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -298,3 +301,62 @@ def probe_map_type(map_type, key_size=4, value_size=4, max_entries=4):
         return False
     os.close(fd)
     return True
+
+
+# --- loading without a compiler (the compiled-program cache, bpf_cache.py) ---------------------------
+
+_MAP_CREATE = struct.Struct('=7I16s5IQ')  # bpf_attr for BPF_MAP_CREATE up to map_extra
+_PROG_LOAD = struct.Struct('=IIQQIIQII16sII')  # up to expected_attach_type
+
+
+def map_create(map_type, key_size, value_size, max_entries, flags=0, name='', btf_fd=0, btf_key_type_id=0,
+               btf_value_type_id=0):
+    """Create a map; returns its fd."""
+    attr = _MAP_CREATE.pack(map_type, key_size, value_size, max_entries, flags, 0, 0, name.encode()[:15], 0,
+                            btf_fd, btf_key_type_id, btf_value_type_id, 0, 0)
+    return _bpf(BPF_MAP_CREATE, attr, 'create map %s (type %d)' % (name, map_type))
+
+
+def prog_load(prog_type, insns, license_text='GPL', name='', expected_attach_type=0, log_size=0):
+    """Load a program from raw instructions; returns its fd. On a refusal the BpfError carries the verifier's
+    log (as .log) when log_size was given."""
+    code = ctypes.create_string_buffer(bytes(insns), len(insns))
+    lic = ctypes.create_string_buffer(license_text.encode())
+    log = ctypes.create_string_buffer(log_size) if log_size else None
+    attr = _PROG_LOAD.pack(prog_type, len(insns) // 8, _ptr(code), _ptr(lic), 1 if log_size else 0, log_size,
+                           _ptr(log), 0, 0, name.encode()[:15], 0, expected_attach_type)
+    try:
+        return _bpf(BPF_PROG_LOAD, attr, 'load program %s (type %d)' % (name, prog_type))
+    except BpfError as e:
+        e.log = log.value.decode('utf-8', 'replace') if log is not None else ''
+        raise
+
+
+def btf_load(data):
+    """Load a BTF blob (as btf_data returns it); returns its fd."""
+    buf = ctypes.create_string_buffer(bytes(data), len(data))
+    return _bpf(BPF_BTF_LOAD, struct.pack('=QQIII', _ptr(buf), 0, len(data), 0, 0), 'load BTF')
+
+
+def btf_fd_by_id(btf_id):
+    return _bpf(BPF_BTF_GET_FD_BY_ID, struct.pack('=III', btf_id, 0, 0), 'BTF id %d' % btf_id)
+
+
+def btf_data(fd):
+    """The raw BTF blob behind a BTF fd (struct bpf_btf_info: btf, btf_size, id)."""
+    size = struct.unpack_from('=QII', _info_struct(fd, struct.pack('=QII', 0, 0, 0)))[1]
+    blob = ctypes.create_string_buffer(size)
+    _info_struct(fd, struct.pack('=QII', _ptr(blob), size, 0))
+    return blob.raw
+
+
+def _info_struct(fd, initial):
+    ibuf = ctypes.create_string_buffer(initial, len(initial))
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, struct.pack('=IIQ', fd, len(initial), _ptr(ibuf)), 'object info')
+    return ibuf.raw
+
+
+def map_btf(fd):
+    """(btf_id, btf_key_type_id, btf_value_type_id) of a map; btf_id 0 when it has none."""
+    raw = _info(fd, 88)
+    return struct.unpack_from('=III', raw, 64)

@@ -19,6 +19,7 @@ No import from ansible: the roles install module_utils on targets without it.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import socket
 import threading
 import time
 
-from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, health_check, prometheus
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, deploy_lock, health_check, prometheus
 
 LOG = logging.getLogger('ebpf-networking-agent')
 
@@ -336,7 +337,13 @@ class Agent(object):
         services = health_check.effective_services(t.params, t.health)[0] if t.kind == 'xdp_proxy' else None
         started = time.time()
         try:
-            result = driver.apply(t.name, t.params, services)
+            with self.locked(t, 'host agent restore') as current:
+                if not current:
+                    return False
+                result = driver.apply(t.name, t.params, services)
+        except deploy_lock.DeploymentLocked as e:
+            LOG.info('%s: not in place (%s) but %s; checking again next poll', t.key, reason, e)
+            return False
         except ApplyError as e:
             self.note_error(t, 'restore failed (%s): %s; retrying' % (reason, e))
             return False
@@ -350,6 +357,23 @@ class Agent(object):
                     '; '.join(result.get('changes', [])) or 'nothing to change')
         self.write_status(t)
         return True
+
+    @contextlib.contextmanager
+    def locked(self, t, purpose):
+        """The deployment's lock (shared with module runs), without waiting: a module run holding it is
+        changing the deployment, so the agent looks again next poll. Yields False when the saved state
+        changed or went away before the lock was ours (the module just replaced or removed it): acting on
+        the old one would undo that run."""
+        with deploy_lock.deployment_lock(t.kind, t.name, purpose, timeout=0, run_dir=self.config['run_dir']):
+            path = agent_state.state_path(t.kind, t.name, self.config['state_dir'])
+            try:
+                current = os.stat(path).st_mtime == t.mtime
+            except OSError:
+                current = False
+            if not current:
+                LOG.info('%s: saved state changed meanwhile; re-reading it first', t.key)
+                self.signature = None
+            yield current
 
     def check_health(self, t, now):
         if t.kind != 'xdp_proxy':
@@ -391,7 +415,13 @@ class Agent(object):
         t.all_down = all_down
         if services != t.applied:
             try:
-                result = self.drivers[t.kind].apply(t.name, t.params, services)
+                with self.locked(t, 'host agent health change') as current:
+                    if not current:
+                        return
+                    result = self.drivers[t.kind].apply(t.name, t.params, services)
+            except deploy_lock.DeploymentLocked as e:
+                LOG.info('%s: health change waits: %s', t.key, e)
+                return
             except ApplyError as e:
                 self.note_error(t, 'applying health changes failed: %s' % e)
                 return

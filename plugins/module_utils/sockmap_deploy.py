@@ -184,12 +184,18 @@ class SockmapDeployment(object):
         os.mkdir(self.pins.staging, 0o700)
         pin_flag = ['-DSOCKMAP_PIN_DIR="%s"' % self.pins.staging]
         attached = []
+        loaded = []
         try:
             # bcc creates and pins the maps (BPF_TABLE_PINNED) when compiling sockops; sockredir opens them
-            ops_bpf, ops_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockops.bpf.c', sizes + pin_flag,
-                                                           {SOCKOPS: 'sock_ops'})
-            msg_bpf, msg_fds = bpf_loader.compile_and_load(self.p['bpf_sources'], 'sockredir.bpf.c',
-                                                           sizes + pin_flag, {SKMSG: 'sk_msg'})
+            pinned = dict((n, self.pins.map_path(n, self.pins.staging)) for n in MAPS + NEW_MAPS)
+            ops = bpf_loader.load_programs(self.p['bpf_sources'], 'sockops.bpf.c', sizes + pin_flag,
+                                           {SOCKOPS: 'sock_ops'}, maps=MAPS + NEW_MAPS, pinned_maps=pinned)
+            loaded.append(ops)
+            msg = bpf_loader.load_programs(self.p['bpf_sources'], 'sockredir.bpf.c', sizes + pin_flag,
+                                           {SKMSG: 'sk_msg'}, pinned_maps=pinned)
+            loaded.append(msg)
+            self.changes.append('sock_ops program %s; sk_msg program %s' % (ops.note, msg.note))
+            ops_fds, msg_fds = ops.prog_fds, msg.prog_fds
             bpf_syscall.obj_pin(ops_fds[SOCKOPS], self.pins.prog_path(SOCKOPS, self.pins.staging))
             bpf_syscall.obj_pin(msg_fds[SKMSG], self.pins.prog_path(SKMSG, self.pins.staging))
             fds = self.open_maps(self.pins.staging)
@@ -212,8 +218,10 @@ class SockmapDeployment(object):
                 bpf_loader.cgroup_detach(path, fd, bpf_loader.ATTACH_CGROUP_SOCK_OPS)
             self.pins.clear_staging()
             raise
+        finally:
+            for programs in loaded:
+                programs.close()
         self.pins.commit_staging()
-        del ops_bpf, msg_bpf
 
     def write_filters(self, fds, ports, cidrs):
         bpf_syscall.map_clear(fds['sockmap_ports'], 4)

@@ -18,7 +18,7 @@ import traceback
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, xdp_deploy
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
-    ConfigError, LbMaps, Limits, diff_services, normalize_services)
+    FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
 
@@ -266,15 +266,20 @@ class XdpLbDeployment(object):
         """Load a new program set. With carried (the old configuration rows), the new program opens the
         pinned flow tables of the running one (BPF_TABLE_PINNED on the live pins) so connections survive."""
         cflags = list(limits.cflags())
+        pinned = None
         if carried is not None:
             cflags.append('-DLB_FLOWS_PIN="%s"' % self.pins.path)
-        bpf, fds = bpf_loader.compile_and_load(self.p['bpf_sources'], MAIN_SOURCE, cflags,
-                                               {xdp_deploy.PROG: 'xdp', xdp_deploy.PEER_PROG: 'xdp'})
+            pinned = dict((n, self.pins.map_path(n)) for n in FLOW_MAPS)
+        loaded = bpf_loader.load_programs(self.p['bpf_sources'], MAIN_SOURCE, cflags,
+                                          {xdp_deploy.PROG: 'xdp', xdp_deploy.PEER_PROG: 'xdp'},
+                                          maps=xdp_deploy.MAP_NAMES, pinned_maps=pinned)
+        self.changes.append('program %s' % loaded.note)
+        fds = loaded.prog_fds
         try:
-            map_fds = dict((n, bpf_loader.table_fd(bpf, n)) for n in xdp_deploy.MAP_NAMES)
-            self.pins.pin_staging(fds, map_fds)
+            self.pins.pin_staging(fds, loaded.map_fds)
         except Exception:
             self.pins.clear_staging()
+            loaded.close()
             raise
         staged = LbMaps(xdp_deploy.open_maps(self.pins, staged=True), limits)
         try:
@@ -289,10 +294,11 @@ class XdpLbDeployment(object):
         except Exception:
             staged.close()
             self.pins.clear_staging()
+            loaded.close()
             raise
         staged.close()
         self.pins.commit_staging()
-        del bpf
+        loaded.close()
 
     def attach(self, prog_fd, netns_path, link, peer_fd=None):
         """Attach, atomically replacing what runs there now (ours, or a foreign program with force, both

@@ -115,6 +115,12 @@ options:
     type: dict
 notes:
   - Redirected data bypasses netfilter, tc and tcpdump on the loopback or veth path.
+  - Compiled programs are kept in C(/var/cache/ebpf-networking/programs) (one entry per build, that is per sources, sizes,
+    kernel and bcc version), so a later load of the same build, such as the host agent's restore after a
+    reboot, skips the bcc compile. A missing, damaged or refused entry falls back to compiling; C(changes)
+    says which happened. C(EBPF_NETWORKING_CACHE_DIR) moves the cache.
+  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
+    (a lock under C(/run/ebpf-networking/locks)).
   - What can still go wrong. Bytes redirected to a receiver that does not read them within I(drain_timeout)
     of a reload or C(state=absent) are lost (the sender's write had succeeded). A connection established
     with TCP Fast Open data in its SYN is expected not to be accelerated (the sequence numbers in the two
@@ -237,10 +243,12 @@ import os
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, deploy_lock
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_deploy import SockmapDeployment, SockmapError
 from ansible_collections.ebpf.networking.plugins.module_utils.sockmap_keys import SockmapConfigError
+
+LOCK_TIMEOUT = 120  # seconds: longer than a restore that compiles on a busy host
 
 
 def main():
@@ -268,22 +276,28 @@ def main():
     saved = []
     try:
         sockmap = SockmapDeployment(module.params, check_mode=module.check_mode, run_command=module.run_command)
-        if not present:
-            # forget first: the host agent must not restore what is being removed
-            saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
-        result = sockmap.apply()
-        if present:
-            # save the state as applied (cgroup resolved to its path, ports and CIDRs normalized and sorted),
-            # so runs that say the same thing in other words are one saved state
-            to_save = dict(module.params)
-            if not module.params['container'] and result.get('cgroup'):
-                to_save['cgroup'] = result['cgroup']
-            for key in ('ports', 'cidrs'):
-                if result.get(key) is not None:
-                    to_save[key] = result[key]
-            saved = agent_state.persist('sockmap_redirect', to_save, present, module.check_mode)
+        # the host agent takes the same lock before restoring: the two never change the pins at once
+        with deploy_lock.deployment_lock('sockmap_redirect', module.params['name'], 'ansible module sockmap_redirect',
+                                         timeout=LOCK_TIMEOUT):
+            if not present:
+                # forget first: the host agent must not restore what is being removed
+                saved = agent_state.persist('sockmap_redirect', module.params, present, module.check_mode)
+            result = sockmap.apply()
+            if present:
+                # save the state as applied (cgroup resolved to its path, ports and CIDRs normalized and sorted),
+                # so runs that say the same thing in other words are one saved state
+                to_save = dict(module.params)
+                if not module.params['container'] and result.get('cgroup'):
+                    to_save['cgroup'] = result['cgroup']
+                for key in ('ports', 'cidrs'):
+                    if result.get(key) is not None:
+                        to_save[key] = result[key]
+                saved = agent_state.persist('sockmap_redirect', to_save, present, module.check_mode)
     except (SockmapError, LoaderError, SockmapConfigError, agent_state.StateError) as e:
         fail(module, sockmap, str(e))
+    except deploy_lock.DeploymentLocked as e:
+        fail(module, sockmap, '%s: waited %d s for it. Nothing was changed; run again once it is done.'
+             % (e, LOCK_TIMEOUT))
     except Exception as e:  # pylint: disable=broad-except
         fail(module, sockmap, 'unexpected error: %s' % e, exception=traceback.format_exc())
     if saved:

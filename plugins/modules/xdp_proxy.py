@@ -272,6 +272,12 @@ notes:
   - ICMP errors quoting a packet of a flow (destination unreachable, fragmentation needed, time
     exceeded) are translated to the other side of the flow, so path-MTU discovery works through it.
   - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
+  - Compiled programs are kept in C(/var/cache/ebpf-networking/programs) (one entry per build, that is per sources, sizes,
+    kernel and bcc version), so a later load of the same build, such as the host agent's restore after a
+    reboot, skips the bcc compile. A missing, damaged or refused entry falls back to compiling; C(changes)
+    says which happened. C(EBPF_NETWORKING_CACHE_DIR) moves the cache.
+  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
+    (a lock under C(/run/ebpf-networking/locks)).
 seealso:
   - module: ebpf.networking.xdp_stats
   - name: Maglev paper
@@ -381,12 +387,15 @@ diff:
   type: dict
 '''
 
+import contextlib
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, health_check
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, deploy_lock, health_check
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_deploy import DeployError, XdpLbDeployment
+
+LOCK_TIMEOUT = 120  # seconds: longer than a restore that compiles on a busy host
 
 
 def main():
@@ -456,21 +465,40 @@ def main():
                                  warn=module.warn)
     present = module.params['state'] == 'present'
     saved = []
-    if not present:
-        # forget first: the agent must not restore what is being removed
-        saved = persist(module, 'xdp_proxy', present, invocation)
-    try:
-        result = deployment.run()
-    except DeployError as e:
-        module.fail_json(msg=e.msg, invocation=invocation, **e.extra)
-    if present:
-        saved = persist(module, 'xdp_proxy', present, invocation)
+    # the host agent takes the same lock before restoring: the two never change the pins at once
+    with locked(module, 'xdp_proxy', invocation):
+        if not present:
+            # forget first: the agent must not restore what is being removed
+            saved = persist(module, 'xdp_proxy', present, invocation)
+        try:
+            result = deployment.run()
+        except DeployError as e:
+            module.fail_json(msg=e.msg, invocation=invocation, **e.extra)
+        if present:
+            saved = persist(module, 'xdp_proxy', present, invocation)
     if saved:
         result['changes'] = result.get('changes', []) + saved
         result['changed'] = True
     result['persistent_state'] = agent_state.state_path('xdp_proxy', module.params['name']) \
         if module.params['persistent'] and module.params['state'] == 'present' else None
     module.exit_json(invocation=invocation, **result)
+
+
+@contextlib.contextmanager
+def locked(module, kind, invocation):
+    try:
+        with deploy_lock.deployment_lock(kind, module.params['name'], 'ansible module %s' % kind,
+                                         timeout=LOCK_TIMEOUT):
+            yield
+    except deploy_lock.DeploymentLocked as e:
+        module.fail_json(msg='%s: waited %d s for it. Nothing was changed; run again once it is done (the host '
+                         'agent restoring it can take a while on a busy host).' % (e, LOCK_TIMEOUT),
+                         invocation=invocation)
+    except agent_state.StateError as e:
+        module.fail_json(msg=str(e), invocation=invocation)
+    except (IOError, OSError) as e:
+        module.fail_json(msg='cannot take the lock of deployment %s: %s' % (module.params['name'], e),
+                         invocation=invocation)
 
 
 def persist(module, kind, present, invocation):

@@ -30,6 +30,9 @@ XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h'
 _WORK = os.environ.get('EBPF_NET_TEST_WORK', '/tmp/ebpf-networking-test')
 os.environ.setdefault('EBPF_NETWORKING_STATE_DIR', os.path.join(_WORK, 'agent-state'))
 os.environ.setdefault('EBPF_NETWORKING_RUN_DIR', os.path.join(_WORK, 'agent-run'))
+# and their compiled-program cache: every integration test loads through it (the second load of a build
+# comes from the cache), which is what a restore after a reboot does
+os.environ.setdefault('EBPF_NETWORKING_CACHE_DIR', os.path.join(_WORK, 'program-cache'))
 
 
 def read_sources(names):

@@ -166,15 +166,46 @@ def test_simulated_reboot_agent_brings_the_lb_back(aglab):
     shutil.rmtree(PIN_DIR)
     assert prog_id() is None
     assert curl(aglab, 1, timeout=1) == ['FAILED'], 'without the LB nothing answers on the VIP'
+    before = restore_lines(aglab)
     start = time.time()
     aglab.agent.start()
     ok = wait_for(lambda: curl(aglab, 1, timeout=1) != ['FAILED'], 60, 0.05)
     took = time.time() - start
-    print('\nLB answered %.2fs after the agent started (pins and attachment gone: compile, pin, attach)' % took)
+    print('\nLB answered %.2fs after the agent started (pins and attachment gone: load from the compiled-program '
+          'cache, pin, attach)' % took)
     assert ok, aglab.agent.logtext()[-3000:]
-    assert 'restored in' in aglab.agent.logtext()
+    restore = new_restore_line(aglab, before)
+    assert 'program loaded from the compiled-program cache' in restore, restore
     assert os.path.isdir(PIN_DIR) and prog_id()
     answers = curl(aglab, 20)
+    assert 'FAILED' not in answers and set(answers) == {'be1', 'be2'}
+
+
+def restore_lines(lab):
+    return [l for l in lab.agent.logtext().splitlines() if 'restored in' in l]
+
+
+def new_restore_line(lab, before):
+    """The agent's log line of this restore: it is written after the attach, so the LB may answer first."""
+    assert wait_for(lambda: len(restore_lines(lab)) > len(before), 30), lab.agent.logtext()[-3000:]
+    return restore_lines(lab)[len(before)]
+
+
+def test_simulated_reboot_without_a_cache_compiles_and_says_so(aglab):
+    aglab.agent.stop()
+    sh('ip', 'netns', 'exec', 'ag-lb', 'ip', 'link', 'set', 'dev', 'eth0', 'xdpgeneric', 'off', check=False)
+    shutil.rmtree(PIN_DIR)
+    shutil.rmtree(os.environ['EBPF_NETWORKING_CACHE_DIR'])  # e.g. /var/cache wiped, or the first boot
+    before = restore_lines(aglab)
+    start = time.time()
+    aglab.agent.start()
+    ok = wait_for(lambda: curl(aglab, 1, timeout=1) != ['FAILED'], 90, 0.05)
+    took = time.time() - start
+    print('\nwithout the cache: LB answered %.2fs after the agent started (compile, pin, attach)' % took)
+    assert ok, aglab.agent.logtext()[-3000:]
+    restore = new_restore_line(aglab, before)
+    assert 'compiled with bcc (no cached copy); kept in the compiled-program cache' in restore, restore
+    answers = curl(aglab, 10)
     assert 'FAILED' not in answers and set(answers) == {'be1', 'be2'}
 
 
@@ -326,6 +357,8 @@ def test_sockmap_is_restored_after_a_simulated_reboot(ag_cgroup, tmp_path):
     restored = run_agent_once('--textfile', textfile)
     assert restored.returncode == 0, restored.stdout
     assert 'sockmap_redirect/ag_sk: restored' in restored.stdout and 'sock_ops' in restored.stdout
+    assert ('sock_ops program loaded from the compiled-program cache' in restored.stdout and
+            'sk_msg program loaded from the compiled-program cache' in restored.stdout), restored.stdout
     assert len(sockops_attached(ag_cgroup)) == 1 and os.path.isdir(SOCKMAP_PIN)
     with open(textfile) as f:
         text = f.read()

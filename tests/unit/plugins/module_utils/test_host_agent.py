@@ -295,3 +295,59 @@ def test_the_loop_wakes_for_the_next_health_check_before_the_next_poll(env):
         assert agent.sleep_time(0) == 0.01
     finally:
         a.close()
+
+
+# -- the per-deployment lock shared with module runs (deploy_lock) --
+
+def test_no_restore_while_a_module_run_holds_the_lock(env):
+    from ansible_collections.ebpf.networking.plugins.module_utils import deploy_lock
+    cfg, driver, clock, agent = env
+    save(cfg, ports=(81, 82))
+    agent.tick()
+    driver.broken['lb1'] = 'pins missing (not deployed)'   # e.g. a module run between unpin and re-pin
+    with deploy_lock.deployment_lock('xdp_proxy', 'lb1', 'ansible module xdp_proxy', run_dir=cfg['run_dir']):
+        agent.tick()
+        agent.tick()
+        assert driver.applied == [], 'the agent applied while a module run held the deployment'
+        assert not agent.errors, 'a busy deployment is not an error'
+    agent.tick()
+    assert driver.applied == [('lb1', ['127.0.0.1', '127.0.0.1'])]
+
+
+def test_no_restore_of_a_state_removed_before_the_lock_was_ours(env):
+    """The module (state=absent) removes the saved state and the pins while the agent is between its
+    check and its lock: the agent must not put back what was just removed."""
+    cfg, driver, clock, agent = env
+    save(cfg, ports=(81, 82))
+    agent.tick()
+
+    def check_racing_a_module(name, params):
+        agent_state.remove('xdp_proxy', name, cfg['state_dir'], cfg['run_dir'])
+        return 'pins missing (not deployed)'
+    driver.check = check_racing_a_module
+    agent.tick()
+    assert driver.applied == []
+    agent.tick()
+    assert driver.applied == [] and agent.tracked == {}
+
+
+def test_no_restore_of_a_state_replaced_before_the_lock_was_ours(env):
+    cfg, driver, clock, agent = env
+    save(cfg, ports=(81, 82))
+    agent.tick()
+    calls = []
+
+    def check_racing_a_module(name, params):
+        if not calls:
+            import os
+            import time as _time
+            path = agent_state.state_path('xdp_proxy', name, cfg['state_dir'])
+            save(cfg, ports=(83,))
+            os.utime(path, (_time.time() + 5, _time.time() + 5))  # a new mtime even on coarse clocks
+        calls.append(name)
+        return 'pins missing (not deployed)'
+    driver.check = check_racing_a_module
+    agent.tick()
+    assert driver.applied == [], 'applied the saved state the module had just replaced'
+    agent.tick()
+    assert driver.applied == [('lb1', ['127.0.0.1'])], 'the new saved state is applied'

@@ -1,0 +1,78 @@
+# -*- coding: utf-8 -*-
+# Copyright: ebpf.networking developers
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""deploy_lock: one holder at a time across processes, a waiter that gives up names the holder, a dead
+holder frees it, bad names are refused before any path is built."""
+from __future__ import absolute_import, division, print_function
+__metaclass__ = type
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, deploy_lock
+
+
+def _worker(run_dir, log_path, tag, rounds):
+    for n in range(rounds):
+        with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', tag, run_dir=run_dir):
+            with open(log_path, 'a') as f:
+                f.write('%s start %d\n' % (tag, n))
+            time.sleep(0.01)
+            with open(log_path, 'a') as f:
+                f.write('%s end %d\n' % (tag, n))
+
+
+def test_two_processes_never_hold_it_at_once(tmp_path):
+    log = str(tmp_path / 'log')
+    procs = [multiprocessing.Process(target=_worker, args=(str(tmp_path), log, tag, 15)) for tag in ('module', 'agent')]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = open(log).read().split('\n')[:-1]
+    assert len(lines) == 60
+    for start, end in zip(lines[0::2], lines[1::2]):
+        assert start.replace('start', 'end') == end, 'interleaved: %s then %s' % (start, end)
+    assert set(l.split()[0] for l in lines) == {'module', 'agent'}
+
+
+def test_a_waiter_that_gives_up_names_the_holder(tmp_path):
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', 'ansible module xdp_proxy', run_dir=str(tmp_path)):
+        started = time.time()
+        with pytest.raises(deploy_lock.DeploymentLocked) as e:
+            with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', 'host agent restore', timeout=0.3,
+                                             run_dir=str(tmp_path)):
+                pytest.fail('got a lock that is held')
+        assert time.time() - started >= 0.3
+        assert 'pid %d: ansible module xdp_proxy' % os.getpid() in str(e.value)
+        # another deployment's lock is independent
+        with deploy_lock.deployment_lock('xdp_proxy', 'q12other', 'x', timeout=0, run_dir=str(tmp_path)):
+            pass
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', 'host agent restore', timeout=0, run_dir=str(tmp_path)):
+        pass
+
+
+def _hold_and_die(run_dir):
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', 'doomed', run_dir=run_dir):
+        os._exit(3)  # pylint: disable=protected-access
+
+
+def test_a_crashed_holder_leaves_it_free(tmp_path):
+    p = multiprocessing.Process(target=_hold_and_die, args=(str(tmp_path),))
+    p.start()
+    p.join(30)
+    assert p.exitcode == 3
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12lb', 'next', timeout=0, run_dir=str(tmp_path)):
+        pass
+
+
+@pytest.mark.parametrize('kind,name', [('xdp_proxy', '../../etc/x'), ('xdp_proxy', 'Bad Name'), ('nope', 'lb')])
+def test_bad_names_and_kinds_are_refused(tmp_path, kind, name):
+    with pytest.raises(agent_state.StateError):
+        with deploy_lock.deployment_lock(kind, name, 'x', timeout=0, run_dir=str(tmp_path)):
+            pass
+    assert not os.path.exists(str(tmp_path / 'locks' / 'etc'))
