@@ -36,4 +36,26 @@ static __always_inline __u16 lb_csum_replace2(__u16 check, __u16 old, __u16 new)
 	return lb_csum_fold(sum);
 }
 
+/*
+ * One-pass form for a header rewrite: sum the changes of every field once (lb_csum_diff*), then
+ * apply that sum to each checksum covering those fields (lb_csum_apply). The addresses are in both
+ * the IPv4 header and the TCP/UDP pseudo-header: their change is summed once and applied twice, and
+ * each checksum folds once instead of once per field. Same result as the lb_csum_replace* chain,
+ * modulo the one's complement zero, which verifies the same.
+ */
+static __always_inline __u32 lb_csum_diff4(__u32 diff, __u32 old, __u32 new)
+{
+	return lb_csum_add(lb_csum_add(diff, ~old), new);
+}
+
+static __always_inline __u32 lb_csum_diff2(__u32 diff, __u16 old, __u16 new)
+{
+	return lb_csum_add(lb_csum_add(diff, (__u16)~old), new);
+}
+
+static __always_inline __u16 lb_csum_apply(__u16 check, __u32 diff)
+{
+	return lb_csum_fold(lb_csum_add((__u16)~check, diff));
+}
+
 #endif

@@ -93,6 +93,31 @@ struct lb_addr {
 	__u32 snat_index; /* with LB_ADDR_SNAT: row in lb_snat_ports */
 };
 
+/* lb_addr_cache: lb_addrs again as a direct-mapped array, the filter every packet passes first. An
+ * array lookup is inlined by the verifier; a hash-map lookup (hashing the key, walking a bucket) cost
+ * the established and reply paths about as much as the rest of their work. The slot is a Fibonacci
+ * hash of the address; user space derives every slot from lb_addrs (xdp_lb_maps.addr_cache_slots).
+ * A slot two of our addresses share holds LB_ADDR_SHARED: packets to it ask lb_addrs. 8 bytes, read
+ * and written as one word, so a packet never sees half of an update. */
+#define LB_ADDR_CACHE_BITS 10
+#define LB_ADDR_CACHE_SLOTS (1 << LB_ADDR_CACHE_BITS)
+#define LB_ADDR_SHARED 4
+struct lb_addr_slot {
+	__be32 ip;
+	__u16 flags;      /* LB_ADDR_*; 0 = no address of ours hashes here */
+	__u16 snat_index;
+};
+
+union lb_addr_word {
+	struct lb_addr_slot slot;
+	__u64 word;
+};
+
+static __always_inline __u32 lb_addr_cache_index(__be32 ip)
+{
+	return ((__u32)ip * 0x9E3779B1u) >> (32 - LB_ADDR_CACHE_BITS);
+}
+
 struct lb_backend {
 	__be32 ip;
 	__be16 port;

@@ -5,7 +5,8 @@
  * client:cport -> VIP:vport   becomes  SNAT_IP:lport -> backend:bport
  * backend:bport -> SNAT_IP:lport  becomes  VIP:vport -> client:cport
  *
- * - lb_addrs holds every VIP and SNAT address: any other packet costs this one lookup.
+ * - lb_addrs holds every VIP and SNAT address, lb_addr_cache the same as a direct-mapped array: any
+ *   other packet costs one array lookup.
  * - Backend choice is per flow: a hash of the 5-tuple indexes the service's Maglev table, which
  *   user space fills (plugins/module_utils/maglev.py). Two tables per service, flipped with
  *   ring_gen, so a backend change is one atomic map update. Weight 0 (draining) backends are in
@@ -46,6 +47,7 @@
 
 BPF_HASH(lb_services, struct lb_service_key, struct lb_service, LB_MAX_SERVICES);
 BPF_HASH(lb_addrs, __be32, struct lb_addr, LB_MAX_SERVICES + LB_MAX_SNAT_IPS);
+BPF_ARRAY(lb_addr_cache, struct lb_addr_slot, LB_ADDR_CACHE_SLOTS);
 BPF_ARRAY(lb_backends, struct lb_backend, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 BPF_ARRAY(lb_maglev, __u32, LB_MAX_SERVICES * 2 * LB_RING_SIZE);
 #ifdef LB_FLOWS_PIN
@@ -250,13 +252,11 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 static __always_inline void lb_rewrite(struct iphdr *iph, __be16 *ports, __u16 *l4_check, __be32 saddr, __be32 daddr,
 				       __be16 sport, __be16 dport)
 {
-	/* L4 first: its pseudo-header sum needs the old addresses */
+	/* the address change is summed once for both checksums, each folded once (csum.h) */
+	__u32 addr_diff = lb_ipv4_addr_diff(iph, saddr, daddr);
 	__u16 check = *l4_check;
 	if (iph->protocol == IPPROTO_TCP || check != 0) {
-		check = lb_csum_replace4(check, iph->saddr, saddr);
-		check = lb_csum_replace4(check, iph->daddr, daddr);
-		check = lb_csum_replace2(check, ports[0], sport);
-		check = lb_csum_replace2(check, ports[1], dport);
+		check = lb_csum_apply(check, lb_csum_diff2(lb_csum_diff2(addr_diff, ports[0], sport), ports[1], dport));
 		if (iph->protocol == IPPROTO_UDP && check == 0)
 			check = 0xffff; /* 0 means "no checksum" for UDP */
 		*l4_check = check;
@@ -264,7 +264,7 @@ static __always_inline void lb_rewrite(struct iphdr *iph, __be16 *ports, __u16 *
 	ports[0] = sport;
 	ports[1] = dport;
 
-	lb_ipv4_forward(iph, saddr, daddr);
+	lb_ipv4_forward_diff(iph, saddr, daddr, addr_diff);
 }
 
 static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const __u8 *smac, const __u8 *dmac,
@@ -353,13 +353,27 @@ int xdp_lb(struct xdp_md *ctx)
 	if ((void *)(iph + 1) > data_end || iph->ihl < 5)
 		return XDP_PASS;
 
-	/* the one lookup every other packet pays */
+	/* the one (array) lookup every other packet pays */
 	__be32 daddr = iph->daddr;
-	struct lb_addr *addr = lb_addrs.lookup(&daddr);
-	if (!addr)
+	__u32 cache_index = lb_addr_cache_index(daddr);
+	__u64 *cached = (__u64 *)lb_addr_cache.lookup(&cache_index);
+	if (!cached)
 		return XDP_PASS;
-	__u32 addr_flags = addr->flags;
-	__u32 snat_index = addr->snat_index;
+	union lb_addr_word seen;
+	seen.word = *cached;
+	__u32 addr_flags, snat_index;
+	if (seen.slot.flags & LB_ADDR_SHARED) {
+		struct lb_addr *addr = lb_addrs.lookup(&daddr);
+		if (!addr)
+			return XDP_PASS;
+		addr_flags = addr->flags;
+		snat_index = addr->snat_index;
+	} else if (seen.slot.ip == daddr && seen.slot.flags) {
+		addr_flags = seen.slot.flags;
+		snat_index = seen.slot.snat_index;
+	} else {
+		return XDP_PASS;
+	}
 
 	if (iph->protocol == IPPROTO_ICMP)
 		return lb_handle_icmp(ctx, eth, iph, data_end, addr_flags, snat_index);

@@ -36,6 +36,18 @@ def csum_replace2(check, old, new):
     return csum_fold(csum_add(s, new))
 
 
+def csum_diff4(diff, old, new):
+    return csum_add(csum_add(diff, ~old & _M32), new)
+
+
+def csum_diff2(diff, old, new):
+    return csum_add(csum_add(diff, ~old & 0xffff), new)
+
+
+def csum_apply(check, diff):
+    return csum_fold(csum_add(~check & 0xffff, diff))
+
+
 def internet_checksum(data):
     """Reference RFC 1071 checksum over bytes, as a big-endian 16-bit value."""
     if len(data) % 2:

@@ -13,8 +13,8 @@ import os
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
-    ADDR, ADDR_KEY, BACKEND, COUNTERS, FALLBACK_HZ, FLOW, FLOW_KEY, LAYOUT_VERSION, META, SERVICE, SERVICE_KEY,
-    SNAT_SLOT, U32, U64, LbMaps, Limits, MAP_NAMES)
+    ADDR, ADDR_CACHE_SLOT, ADDR_KEY, BACKEND, COUNTERS, DERIVED_MAPS, FALLBACK_HZ, FLOW, FLOW_KEY, LAYOUT_VERSION,
+    META, SERVICE, SERVICE_KEY, SNAT_SLOT, U32, U64, LbMaps, Limits, MAP_NAMES)
 
 PROG = 'xdp_lb'
 PEER_PROG = 'xdp_peer_pass'
@@ -22,6 +22,7 @@ PEER_PROG = 'xdp_peer_pass'
 # (key size, value size; None = per-CPU, checked by key only) of every map, as this version packs them
 MAP_SIZES = {
     'lb_services': (SERVICE_KEY.size, SERVICE.size), 'lb_addrs': (ADDR_KEY.size, ADDR.size),
+    'lb_addr_cache': (U32.size, ADDR_CACHE_SLOT.size),
     'lb_backends': (U32.size, BACKEND.size), 'lb_maglev': (U32.size, U32.size),
     'lb_conntrack': (FLOW_KEY.size, FLOW.size), 'lb_snat_ports': (U32.size, SNAT_SLOT.size),
     'lb_svc_stats': (U32.size, COUNTERS.size), 'lb_be_stats': (U32.size, COUNTERS.size),
@@ -30,9 +31,12 @@ MAP_SIZES = {
 
 
 def open_maps(pins, names=MAP_NAMES, staged=False):
+    """fds of the pinned maps; a derived map the pins lack (a version before it) is left out."""
     fds = {}
     try:
         for name in names:
+            if not staged and name in DERIVED_MAPS and not os.path.exists(pins.map_path(name)):
+                continue
             fds[name] = pins.staged_map_fd(name) if staged else pins.open_map(name)
     except bpf_syscall.BpfError:
         for fd in fds.values():
@@ -50,7 +54,8 @@ def load_existing(pins):
     """(LbMaps, meta) of a pinned deployment, or (None, reason) when the pins are missing or damaged."""
     if not pins.exists():
         return None, 'not deployed'
-    missing = [n for n in MAP_NAMES if not os.path.exists(pins.map_path(n))]
+    # a derived map may be missing: it is rebuilt by the reload that the changed program needs anyway
+    missing = [n for n in MAP_NAMES if n not in DERIVED_MAPS and not os.path.exists(pins.map_path(n))]
     if not pins.has_prog(PROG):
         missing.append('prog_' + PROG)
     if missing:
@@ -94,6 +99,8 @@ def layout_mismatches(fds):
     """Maps whose key or value size is not what this version packs: 'name (key K, value V)'."""
     out = []
     for name, (key, value) in MAP_SIZES.items():
+        if name not in fds:
+            continue
         info = bpf_syscall.map_info(fds[name])
         if info['key_size'] != key or (value is not None and info['value_size'] != value):
             out.append('%s key %d value %d' % (name, info['key_size'], info['value_size']))

@@ -29,6 +29,11 @@ ADDR_KEY = struct.Struct('=4s')
 ADDR = struct.Struct('=II')
 ADDR_VIP = 1
 ADDR_SNAT = 2
+# lb_addr_cache (struct lb_addr_slot): lb_addrs as a direct-mapped array, derived from it
+ADDR_SHARED = 4
+ADDR_CACHE_BITS = 10
+ADDR_CACHE_SLOTS = 1 << ADDR_CACHE_BITS
+ADDR_CACHE_SLOT = struct.Struct('=4sHH')
 BACKEND = struct.Struct('=4s2s6sBBH')
 FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
 FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBB')
@@ -51,10 +56,12 @@ FORWARDING_NAMES = dict((v, k) for k, v in FORWARDING.items())
 MODES = {1: 'native', 2: 'generic'}
 MODE_IDS = dict((v, k) for k, v in MODES.items())
 
-MAP_NAMES = ('lb_services', 'lb_addrs', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_snat_ports', 'lb_svc_stats',
+MAP_NAMES = ('lb_services', 'lb_addrs', 'lb_addr_cache', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_snat_ports', 'lb_svc_stats',
              'lb_be_stats', 'lb_global', 'lb_meta')
 # kept across a reload when the layout is unchanged: the live connections
 FLOW_MAPS = ('lb_conntrack', 'lb_snat_ports')
+# derived from other maps and rewritten by every apply(): pins of a version without them are still ours
+DERIVED_MAPS = ('lb_addr_cache',)
 
 # flow state bits (LB_ST_*)
 ST_REPLIED, ST_FIN_FWD, ST_FIN_REPLY, ST_RST = 1, 2, 4, 8
@@ -143,6 +150,29 @@ def _int(value, what, lo, hi):
     if not lo <= number <= hi:
         raise ConfigError('%s %d is out of range: use %d-%d' % (what, number, lo, hi))
     return number
+
+
+def addr_cache_index(ip):
+    """lb_addr_cache slot of an address (lb_addr_cache_index() in bpf/xdp_lb.h): the program multiplies
+    the address as it lies in the packet, loaded as a native 32-bit word."""
+    word = U32.unpack(ip_bytes(ip, 'address'))[0]
+    return ((word * 0x9E3779B1) & 0xffffffff) >> (32 - ADDR_CACHE_BITS)
+
+
+def addr_cache_slots(addrs):
+    """{slot index: packed struct lb_addr_slot} for lb_addrs' content {ip: (flags, snat index)}. A slot
+    two addresses share is marked LB_ADDR_SHARED (the program then asks lb_addrs); others are empty."""
+    by_slot = {}
+    for ip, value in addrs.items():
+        by_slot.setdefault(addr_cache_index(ip), []).append((ip, value))
+    out = {}
+    for index, entries in by_slot.items():
+        if len(entries) == 1:
+            ip, (flags, snat_index) = entries[0]
+            out[index] = ADDR_CACHE_SLOT.pack(ip_bytes(ip, 'address'), flags, snat_index)
+        else:
+            out[index] = ADDR_CACHE_SLOT.pack(b'\0' * 4, ADDR_SHARED, 0)
+    return out
 
 
 class Limits(object):
@@ -366,6 +396,25 @@ class LbMaps(object):
                 result[ip_str(key)] = ADDR.unpack(raw)
         return result
 
+    def addr_cache_stale(self):
+        """Slots of lb_addr_cache that differ from what lb_addrs says they should hold: {index: wanted}."""
+        fd = self.fds.get('lb_addr_cache')
+        if fd is None:
+            return {}
+        want = addr_cache_slots(self.addrs())
+        empty = ADDR_CACHE_SLOT.pack(b'\0' * 4, 0, 0)
+        stale = {}
+        for index in range(ADDR_CACHE_SLOTS):
+            value = want.get(index, empty)
+            if bpf_syscall.map_lookup(fd, U32.pack(index), ADDR_CACHE_SLOT.size) != value:
+                stale[index] = value
+        return stale
+
+    def sync_addr_cache(self):
+        """Make lb_addr_cache agree with lb_addrs (one 8-byte slot write each, atomic for the program)."""
+        for index, value in sorted(self.addr_cache_stale().items()):
+            bpf_syscall.map_update(self.fds['lb_addr_cache'], U32.pack(index), value)
+
     def backend_row(self, svc_index, slot):
         raw = bpf_syscall.map_lookup(self.fds['lb_backends'], U32.pack(svc_index * self.limits.max_backends + slot),
                                      BACKEND.size)
@@ -413,6 +462,8 @@ class LbMaps(object):
                 consistent = False
             config.append(svc)
         config.sort(key=service_sort_key)
+        if self.addr_cache_stale():
+            consistent = False  # a run died between writing lb_addrs and its cache
         return config, consistent
 
     def percpu_sum(self, map_name, index, fmt):
@@ -542,6 +593,7 @@ class LbMaps(object):
         for ip, value in sorted(want_addrs.items()):
             if live_addrs.get(ip) != value:
                 bpf_syscall.map_update(self.fds['lb_addrs'], ip_bytes(ip, 'address'), ADDR.pack(*value))
+        self.sync_addr_cache()
 
         # services that go away stop taking new flows first; their flows in lb_conntrack carry the
         # backend address themselves, so clearing the rows does not cut them
@@ -601,6 +653,7 @@ class LbMaps(object):
         for ip in live_addrs:
             if ip not in want_addrs:
                 bpf_syscall.map_delete(self.fds['lb_addrs'], ip_bytes(ip, 'address'))
+        self.sync_addr_cache()
 
     def _write_row(self, index, slot, be, mac):
         if be is None:

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import COLLECTION, XDP_SOURCES, read_sources, run_module
 from xdp_harness import (
-    ICMP, IP, IPerror, TCP, UDP, Ether, Harness, VIP, assert_checksums, client, fragment, from_backend,
+    ICMP, IP, IPerror, TCP, UDP, Ether, Flow, Harness, VIP, assert_checksums, client, fragment, from_backend,
     from_client, icmp_error, lan_backend, mac_of, srv_backend)
 
 bpf_syscall = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.bpf_syscall')
@@ -231,6 +231,37 @@ def test_ttl_expiring_goes_to_the_stack(lb, ttl):
 def test_traffic_not_for_a_service_passes_untouched(lb, frame):
     verdict, out = lb.send(frame, dev='lan0')
     assert verdict == 'PASS' and bytes(out) == bytes(frame)
+
+
+def addresses_in_the_slot_of(ip, count):
+    """count addresses (outside the bench's networks) that land in ip's lb_addr_cache slot."""
+    index = xdp_lb_maps.addr_cache_index(ip)
+    candidates = ('10.205.%d.%d' % (n // 256, n % 256) for n in range(65536))
+    return [other for other in candidates if xdp_lb_maps.addr_cache_index(other) == index][:count]
+
+
+def test_addresses_sharing_a_filter_slot_are_all_served(lb):
+    """The address filter (lb_addr_cache) is a direct-mapped array: two of our addresses in one slot
+    send their packets to lb_addrs; an address that only hashes there is still not ours."""
+    vip2, stranger = addresses_in_the_slot_of(VIP, 2)
+    lb.apply(SERVICES + [dict(TCP_SVC, vip=vip2)])
+    assert lb.bed.maps.addr_cache_stale() == {}
+    for vip, cport in ((VIP, 43100), (vip2, 43101)):
+        verdict, out = lb.send(from_client(client(3), cport, flags='S', vip=vip))
+        assert verdict in ('TX', 'REDIRECT') and out[IP].dst in TCP_SVC['backends'], vip
+        flow = Flow('tcp', client(3), cport, vip, 80, out[IP].dst, 80, out[IP].src, out[TCP].sport)
+        lb.assert_forwarded(verdict, out, flow)
+        verdict, out = lb.send(from_backend(flow, flags='SA'))
+        lb.assert_replied(verdict, out, flow)
+    frame = from_client(client(3), 43102, flags='S', vip=stranger)
+    verdict, out = lb.send(frame)
+    assert verdict == 'PASS' and bytes(out) == bytes(frame)
+    lb.apply(SERVICES)  # vip2 goes: VIP has the slot to itself again, vip2's packets pass
+    assert lb.bed.maps.addr_cache_stale() == {}
+    frame = from_client(client(3), 43103, flags='S', vip=vip2)
+    verdict, out = lb.send(frame)
+    assert verdict == 'PASS' and bytes(out) == bytes(frame)
+    lb.open_flow(client(3), 43104)
 
 
 # -- flow lifecycle --
@@ -531,6 +562,26 @@ def test_reload_keeps_live_flows(bed, deployment):
     second = run_module('xdp_proxy', changed)
     assert not second.get('failed'), second.get('msg')
     assert second['prog_id'] != first['prog_id']
+    verdict, out = lb.send(from_backend(flow))
+    lb.assert_replied(verdict, out, flow)
+    verdict, out = lb.send(from_client(flow.client, flow.cport))
+    lb.assert_forwarded(verdict, out, flow)
+
+
+def test_an_upgrade_from_pins_without_the_address_cache_keeps_live_flows(bed, deployment):
+    """Pins of the version before lb_addr_cache have the same flow layout: they are ours, the new
+    program keeps their flows, and the cache it adds is filled."""
+    args, _first = deployment
+    pins = '%s/%s' % (PIN_ROOT, args['name'])
+    lb = PinnedHarness(bed, pins + '/prog_xdp_lb')
+    flow = lb.open_flow(client(13), 59200)
+    os.unlink(pins + '/map_lb_addr_cache')
+    changed = dict(args, bpf_sources=dict(args['bpf_sources']))
+    changed['bpf_sources']['xdp_proxy.bpf.c'] += '\n/* the next version */\n'
+    upgraded = run_module('xdp_proxy', changed)
+    assert not upgraded.get('failed'), upgraded.get('msg')
+    assert any('keeping the flow table' in c for c in upgraded['changes']), upgraded['changes']
+    assert os.path.exists(pins + '/map_lb_addr_cache')
     verdict, out = lb.send(from_backend(flow))
     lb.assert_replied(verdict, out, flow)
     verdict, out = lb.send(from_client(flow.client, flow.cport))

@@ -41,9 +41,12 @@ def main():
         made += entry['requests']
         if entry['requests'] == 0:
             break
+    rates = [s['rate'] for s in slices]
+    lowest = rates.index(min(rates))
     print(json.dumps({'connections': made, 'failures': sum(s['failures'] for s in slices), 'slices': slices,
-                      'first_rate': slices[0]['rate'], 'last_rate': slices[-1]['rate'] if len(slices) > 1 else 0.0,
-                      'slice_seconds': seconds}))
+                      'first_rate': rates[0], 'last_rate': rates[-1] if len(slices) > 1 else 0.0,
+                      # a dip in the middle recovers before the end: the last slice alone misses it
+                      'min_rate': rates[lowest], 'min_slice': lowest + 1, 'slice_seconds': seconds}))
 
 
 if __name__ == '__main__':

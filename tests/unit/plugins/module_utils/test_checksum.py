@@ -85,3 +85,36 @@ def test_header_with_wrong_checksum_is_detected():
     ip = ip_header(rand_ip(), rand_ip())
     broken = ip[:10] + b'\x00\x00' + ip[12:]
     assert not checksum.ipv4_header_ok(broken)
+
+
+@pytest.mark.parametrize('seed', range(300))
+def test_one_pass_rewrite_with_ttl_keeps_ip_and_tcp_checksums_valid(seed):
+    """lb_rewrite's one-pass form: the address change summed once, applied to the IP and TCP checksums,
+    with the ports (TCP) and the TTL decrement (IP) added to each."""
+    random.seed(seed)
+    src, dst, nsrc, ndst = rand_ip(), rand_ip(), rand_ip(), rand_ip()
+    if seed % 3 == 0:
+        nsrc, ndst = src, dst  # only ports change: the address diff sums to nothing
+    sport, dport, nsport, ndport = [random.randint(1, 65535) for dummy in range(4)]
+    payload = bytes(random.getrandbits(8) for dummy in range(random.randint(0, 41)))
+    seg = tcp_segment(src, dst, sport, dport, payload)
+    ttl = random.randint(2, 255)
+    ip = ip_header(src, dst, length=20 + len(seg))
+    ip = ip[:8] + bytes([ttl]) + ip[9:10] + b'\0\0' + ip[12:]
+    ip = ip[:10] + struct.pack('!H', checksum.internet_checksum(ip)) + ip[12:]
+
+    addr_diff = checksum.csum_diff4(checksum.csum_diff4(0, load32(src), load32(nsrc)), load32(dst), load32(ndst))
+    l4_diff = checksum.csum_diff2(checksum.csum_diff2(addr_diff, load16(seg[0:2]), load16(struct.pack('!H', nsport))),
+                                  load16(seg[2:4]), load16(struct.pack('!H', ndport)))
+    check = checksum.csum_apply(load16(seg[16:18]), l4_diff)
+    new_seg = struct.pack('!HH', nsport, ndport) + seg[4:16] + store16(check) + seg[18:]
+    ip_diff = checksum.csum_diff2(addr_diff, load16(bytes([ttl, 6])), load16(bytes([ttl - 1, 6])))
+    new_ip = ip[:8] + bytes([ttl - 1]) + ip[9:10] + store16(checksum.csum_apply(load16(ip[10:12]), ip_diff)) + nsrc + ndst
+
+    assert checksum.ipv4_header_ok(new_ip)
+    assert checksum.l4_checksum_ok(nsrc, ndst, 6, new_seg)
+    # the same values as the field-by-field chain it replaces (up to the one's complement zero)
+    chained = checksum.csum_replace2(checksum.csum_replace2(checksum.csum_replace4(checksum.csum_replace4(
+        load16(seg[16:18]), load32(src), load32(nsrc)), load32(dst), load32(ndst)),
+        load16(seg[0:2]), load16(struct.pack('!H', nsport))), load16(seg[2:4]), load16(struct.pack('!H', ndport)))
+    assert check % 0xffff == chained % 0xffff

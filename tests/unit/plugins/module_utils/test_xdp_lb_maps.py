@@ -115,6 +115,7 @@ def test_python_layouts_match_the_c_header():
     assert c['lb_service_key'] == m.SERVICE_KEY.size
     assert c['lb_service'] == m.SERVICE.size
     assert c['lb_addr'] == m.ADDR.size
+    assert c['lb_addr_slot'] == m.ADDR_CACHE_SLOT.size == 8  # read and written as one 64-bit word
     assert c['lb_backend'] == m.BACKEND.size
     assert c['lb_flow_key'] == m.FLOW_KEY.size
     assert c['lb_flow'] == m.FLOW.size == 56
@@ -127,6 +128,10 @@ def test_constants_match_the_c_header():
     text = open(HEADER).read()
     assert re.search(r'#define LB_LAYOUT_VERSION (\d+)', text).group(1) == str(m.LAYOUT_VERSION)
     assert re.search(r'#define LB_SVC_SNAT_MAX (\d+)', text).group(1) == str(m.SVC_SNAT_MAX)
+    assert re.search(r'#define LB_ADDR_CACHE_BITS (\d+)', text).group(1) == str(m.ADDR_CACHE_BITS)
+    assert re.search(r'#define LB_ADDR_SHARED (\d+)', text).group(1) == str(m.ADDR_SHARED)
+    assert re.search(r'#define LB_ADDR_VIP (\d+)', text).group(1) == str(m.ADDR_VIP)
+    assert re.search(r'#define LB_ADDR_SNAT (\d+)', text).group(1) == str(m.ADDR_SNAT)
     enum = re.search(r'enum lb_global_counter \{(.*?)\};', text, re.S).group(1)
     names = re.findall(r'(LB_CNT_\w+)', re.sub(r'/\*.*?\*/', '', enum, flags=re.S))
     assert names[-1] == 'LB_CNT_MAX' and len(names) - 1 == len(m.GLOBAL_COUNTERS)
@@ -264,3 +269,29 @@ def test_diff_names_a_forwarding_change():
     assert any(c.startswith('service 10.0.0.10:80/tcp: forwarding nat -> ipip') for c in changes)
     assert 'service 10.0.0.10:80/tcp: tunnel_source None -> 10.0.0.5' in changes
     assert 'service 10.0.0.10:80/tcp: snat_ip 10.0.0.10 -> ' in changes
+
+
+def test_addr_cache_index_is_the_programs_fibonacci_hash():
+    text = open(HEADER).read()
+    body = re.search(r'lb_addr_cache_index\(__be32 ip\)\s*\{(.*?)\}', text, re.S).group(1)
+    assert re.sub(r'\s+', ' ', body).strip() == 'return ((__u32)ip * 0x9E3779B1u) >> (32 - LB_ADDR_CACHE_BITS);'
+    # the program multiplies the address as loaded from the packet: a native-order word of its bytes
+    word = int.from_bytes(bytes([10, 1, 2, 3]), 'little')
+    assert m.addr_cache_index('10.1.2.3') == ((word * 0x9E3779B1) % 2 ** 32) >> (32 - m.ADDR_CACHE_BITS)
+    indexes = set(m.addr_cache_index('10.0.%d.%d' % (a, b)) for a in range(4) for b in range(256))
+    assert len(indexes) > m.ADDR_CACHE_SLOTS // 2, 'a /22 spreads over the slots'
+
+
+def test_addr_cache_slots_mark_shared_slots_and_leave_others_empty():
+    vip = '10.0.0.10'
+    same = [ip for ip in ('10.9.%d.%d' % (a, b) for a in range(256) for b in range(256))
+            if m.addr_cache_index(ip) == m.addr_cache_index(vip)][:2]
+    other = next(ip for ip in ('10.8.0.%d' % b for b in range(256))
+                 if m.addr_cache_index(ip) != m.addr_cache_index(vip))
+    slots = m.addr_cache_slots({vip: (m.ADDR_VIP | m.ADDR_SNAT, 1), other: (m.ADDR_SNAT, 3)})
+    assert slots == {m.addr_cache_index(vip): bytes([10, 0, 0, 10]) + m.struct.pack('=HH', 3, 1),
+                     m.addr_cache_index(other): m.ip_bytes(other, 'ip') + m.struct.pack('=HH', 2, 3)}
+    shared = m.addr_cache_slots({vip: (m.ADDR_VIP, 0), same[0]: (m.ADDR_VIP, 0), other: (m.ADDR_SNAT, 0)})
+    assert shared[m.addr_cache_index(vip)] == b'\0' * 4 + m.struct.pack('=HH', m.ADDR_SHARED, 0)
+    assert len(shared) == 2
+    assert m.addr_cache_slots({}) == {}
