@@ -105,11 +105,19 @@ def remove(kind, name, state_dir=None, run_dir=None):
 
 def read_json(path):
     """The parsed file, or None when it is missing or not valid JSON (a torn file cannot exist)."""
+    return read_json_and_mtime(path)[0]
+
+
+def read_json_and_mtime(path):
+    """(parsed file or None, its mtime or None). The mtime is the opened file's (fstat): a module
+    replacing the file between the read and a stat of the path must not lend the old content the
+    new file's mtime, or the agent would take the old content as current."""
     try:
         with open(path) as f:
-            return json.load(f)
+            mtime = os.fstat(f.fileno()).st_mtime
+            return json.load(f), mtime
     except (IOError, OSError, ValueError):
-        return None
+        return None, None
 
 
 def load_all(state_dir=None):
@@ -124,7 +132,7 @@ def load_all(state_dir=None):
             if entry.startswith('.') or not entry.endswith('.json'):
                 continue
             path = os.path.join(directory, entry)
-            doc = read_json(path)
+            doc, mtime = read_json_and_mtime(path)
             name = entry[:-len('.json')]
             if not isinstance(doc, dict) or not isinstance(doc.get('params'), dict):
                 problems.append('%s: not a saved state (unreadable JSON or no params); remove it or rerun '
@@ -134,7 +142,7 @@ def load_all(state_dir=None):
                 problems.append('%s: version, kind or name does not match its place; rerun the playbook' % path)
                 continue
             doc['path'] = path
-            doc['mtime'] = os.stat(path).st_mtime
+            doc['mtime'] = mtime
             docs.append(doc)
     return docs, problems
 

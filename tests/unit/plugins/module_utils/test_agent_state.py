@@ -104,3 +104,29 @@ def test_persist_turns_a_write_failure_into_a_message_with_the_fix(tmp_path):
     with pytest.raises(agent_state.StateError) as err:
         agent_state.persist('xdp_proxy', PARAMS, True, state_dir=str(blocker))
     assert 'persistent: false' in str(err.value)
+
+
+def test_a_state_replaced_while_it_is_read_keeps_the_mtime_of_what_was_read(tmp_path, monkeypatch):
+    """A module saves (atomic rename) while the agent reads: the doc must carry the mtime of the file
+    it came from, so the agent's next sync sees the new file as a change and does not keep the old
+    params under the new file's mtime."""
+    agent_state.save('xdp_proxy', 'lb1', PARAMS, str(tmp_path))
+    path = str(tmp_path / 'xdp_proxy' / 'lb1.json')
+    os.utime(path, (1000000000, 1000000000))
+    real_load = json.load
+    saved = []
+
+    def load_then_module_saves(f):
+        doc = real_load(f)
+        if not saved:  # save() reads the old file too
+            saved.append(True)
+            agent_state.save('xdp_proxy', 'lb1', dict(PARAMS, interface='eth9'), str(tmp_path))
+            os.utime(path, (2000000000, 2000000000))
+        return doc
+
+    monkeypatch.setattr(agent_state.json, 'load', load_then_module_saves)
+    docs, problems = agent_state.load_all(str(tmp_path))
+    monkeypatch.setattr(agent_state.json, 'load', real_load)
+    assert problems == [] and docs[0]['params']['interface'] == 'eth0'
+    assert docs[0]['mtime'] == 1000000000
+    assert agent_state.load_all(str(tmp_path))[0][0]['mtime'] == 2000000000
