@@ -93,7 +93,11 @@ def patch(insns, refs, fds):
     """insns with each ref's map fd replaced: refs [(slot, map name)], fds {map name: fd}."""
     out = bytearray(insns)
     for slot, name in refs:
+        if not isinstance(slot, int) or not 0 <= slot < len(out) // 8:
+            raise ValueError('map reference %r is outside the program (%d instructions)' % (slot, len(out) // 8))
         code, regs, off, _imm = INSN.unpack_from(out, slot * 8)
+        if code != 0x18 or (regs >> 4) != 1:  # only ld_imm64 with src_reg BPF_PSEUDO_MAP_FD holds a map fd
+            raise ValueError('instruction %d is not a map fd load (code 0x%x)' % (slot, code))
         INSN.pack_into(out, slot * 8, code, regs, off, fds[name])
     return bytes(out)
 
@@ -295,7 +299,7 @@ def load(entry, pinned_maps=None):
     except CacheMiss:
         _undo(prog_fds, map_fds, created_pins)
         raise
-    except (bpf_syscall.BpfError, KeyError, TypeError, ValueError) as e:
+    except (bpf_syscall.BpfError, KeyError, TypeError, ValueError, struct.error, OSError) as e:
         _undo(prog_fds, map_fds, created_pins)
         raise CacheMiss('cached entry could not be loaded: %s' % (e,))
     finally:

@@ -64,6 +64,14 @@ def test_patch_puts_the_new_fds_only_where_maps_are_loaded():
     assert out[:8] == PROGRAM[:8] and out[16:32] == PROGRAM[16:32] and out[48:] == PROGRAM[48:]
 
 
+@pytest.mark.parametrize('refs,words', [([(99, 'a')], 'outside the program'), ([(-1, 'a')], 'outside the program'),
+                                        ([(0, 'a')], 'not a map fd load'), ([(2, 'a')], 'not a map fd load')])
+def test_patch_refuses_a_reference_that_is_not_a_map_load(refs, words):
+    # slot 0 is a mov, slot 2 the second half of a ld_imm64: writing an fd there would change the program
+    with pytest.raises(ValueError, match=words):
+        bpf_cache.patch(PROGRAM, refs, {'a': 41})
+
+
 def entry():
     return {'format': bpf_cache.FORMAT, 'license': 'GPL', 'btf': {},
             'maps': {'m': {'name': 'm', 'type_id': 2, 'key_size': 4, 'value_size': 8, 'max_entries': 1, 'flags': 0,
