@@ -50,6 +50,15 @@ def normalize_vips(vips):
     return sorted(set(vips), key=lambda ip: tuple(int(o) for o in ip.split('.')))
 
 
+def recorded_vips(record):
+    """The VIPs a record says we added, each once (the first version could list one twice)."""
+    vips = []
+    for vip in record.get('vips_added') or []:
+        if vip not in vips:
+            vips.append(vip)
+    return vips
+
+
 def sysctl_path(conf, key):
     return '/proc/sys/net/ipv4/conf/%s/%s' % (conf, key)
 
@@ -122,7 +131,7 @@ class LbBackend(object):
             self.fail('this backend configuration (%s) was applied in %s: remove it there first (state: absent) '
                       'or use another name' % (p['name'], record['netns']))
         # what this run adds is recorded even when a later step fails, so absent can still undo it
-        state = {'netns': label, 'vips_added': list(record.get('vips_added', [])),
+        state = {'netns': label, 'vips_added': recorded_vips(record),
                  'sysctls': dict(record.get('sysctls', {})), 'decap': record.get('decap'),
                  'ipip_device': record.get('ipip_device'), 'ipip_device_added': bool(record.get('ipip_device_added')),
                  'forwarding': p['forwarding']}
@@ -149,7 +158,8 @@ class LbBackend(object):
                     self.changes.append('add %s/32 to lo' % vip)
                     if not self.check_mode:
                         self._ip_or_fail('addr', 'add', vip + '/32', 'dev', 'lo')
-                        added_vips.append(vip)
+                        if vip not in added_vips:  # added by us before, then lost: recorded already
+                            added_vips.append(vip)
             for vip in [v for v in added_vips if v not in vips]:
                 self.changes.append('remove %s/32 from lo (no longer a VIP here)' % vip)
                 if not self.check_mode:
@@ -207,9 +217,8 @@ class LbBackend(object):
             netns_path = label = None  # the namespace is gone, and what was added with it
         if label is not None:
             with bpf_loader.in_netns(netns_path):
-                have = lo_addresses()
-                for vip in record.get('vips_added', []):
-                    if vip + '/32' in have:
+                for vip in recorded_vips(record):
+                    if vip + '/32' in lo_addresses():  # read again: someone may have removed it meanwhile
                         self.changes.append('remove %s/32 from lo' % vip)
                         if not self.check_mode:
                             self._ip_or_fail('addr', 'del', vip + '/32', 'dev', 'lo')

@@ -40,3 +40,120 @@ def test_bad_input_is_a_backend_error_not_a_traceback(tmp_path, monkeypatch, par
 def test_absent_without_a_record_changes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(b.agent_state, 'STATE_DIR', str(tmp_path))
     assert b.LbBackend({'name': 'never', 'state': 'absent'}).run()['changed'] is False
+
+
+class FakeHost(object):
+    """`ip`, interfaces and /proc/sys/net/ipv4/conf of one namespace, in memory and a tmp dir."""
+
+    def __init__(self, tmp_path, ipip=True):
+        self.sys = tmp_path / 'sys'
+        self.lo = set()
+        self.links = {'lo': 'loopback', 'eth0': 'veth'}
+        self.ipip = ipip  # the kernel can make ipip devices
+        self.calls = []
+        for conf in ('all', 'eth0'):
+            self._conf(conf)
+        (self.sys / 'all' / 'rp_filter').write_text(u'1')
+
+    def _conf(self, conf):
+        d = self.sys / conf
+        d.mkdir(parents=True)
+        for key in ('arp_ignore', 'arp_announce', 'rp_filter'):
+            (d / key).write_text(u'0')
+
+    def sysctl(self, conf, key):
+        return (self.sys / conf / key).read_text().strip()
+
+    def ip(self, *args):
+        self.calls.append(args)
+        args = list(args)
+        if args[:3] == ['-4', '-o', 'addr']:
+            return 0, ''.join('1: lo    inet %s scope host lo\n' % a for a in sorted(self.lo)), ''
+        if args[:2] == ['addr', 'add']:
+            if args[2] in self.lo:
+                return 2, '', 'RTNETLINK answers: File exists\n'
+            self.lo.add(args[2])
+            return 0, '', ''
+        if args[:2] == ['addr', 'del']:
+            if args[2] not in self.lo:
+                return 2, '', 'RTNETLINK answers: Cannot assign requested address\n'
+            self.lo.remove(args[2])
+            return 0, '', ''
+        if args[:2] == ['link', 'add']:
+            if not self.ipip:
+                return 2, '', 'Error: Unknown device type.\n'
+            if args[2] in self.links:
+                return 2, '', 'RTNETLINK answers: File exists\n'
+            self.links[args[2]] = 'ipip'
+            self._conf(args[2])
+            return 0, '', ''
+        if args[:2] == ['link', 'set']:
+            return (0, '', '') if args[2] in self.links else (1, '', 'Cannot find device\n')
+        if args[:2] == ['link', 'del']:
+            if args[2] not in self.links:
+                return 1, '', 'Cannot find device "%s"\n' % args[2]
+            del self.links[args[2]]
+            import shutil
+            shutil.rmtree(str(self.sys / args[2]))
+            return 0, '', ''
+        raise AssertionError('unexpected ip %s' % ' '.join(args))
+
+    def link_info(self, name):
+        return {'ifname': name, 'kind': self.links[name]} if name in self.links else None
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    fake = FakeHost(tmp_path)
+    monkeypatch.setattr(b.agent_state, 'STATE_DIR', str(tmp_path / 'state'))
+    monkeypatch.setattr(b, '_ip', fake.ip)
+    monkeypatch.setattr(b, 'sysctl_path', lambda conf, key: str(fake.sys / conf / key))
+    monkeypatch.setattr(b.bpf_loader, 'link_info', fake.link_info)
+    monkeypatch.setattr(b.bpf_loader, 'link_names', lambda: sorted(fake.links))
+    return fake
+
+
+def backend(state='present', check_mode=False, **params):
+    return b.LbBackend(dict(dict(name='qf', vips=['10.0.0.10']) if state == 'present' else dict(name='qf'),
+                            state=state, **params), check_mode=check_mode).run()
+
+
+def record_of(name='qf'):
+    return b.agent_state.read_json(b.record_path(name))
+
+
+def test_present_twice_is_idempotent_and_absent_restores(host):
+    assert backend()['changed'] is True
+    assert host.lo == {'10.0.0.10/32'} and host.sysctl('eth0', 'arp_ignore') == '1'
+    assert backend()['changed'] is False
+    assert backend('absent')['changed'] is True
+    assert host.lo == set() and host.sysctl('eth0', 'arp_ignore') == '0' and host.sysctl('all', 'arp_announce') == '0'
+    assert not os.path.exists(b.record_path('qf'))
+
+
+def test_a_vip_lost_and_readded_is_recorded_once_and_absent_completes(host):
+    backend()
+    host.lo.clear()  # e.g. `ip addr flush dev lo`, or a restart of networking
+    assert backend()['changed'] is True
+    assert host.lo == {'10.0.0.10/32'}
+    assert record_of()['vips_added'] == ['10.0.0.10']
+    backend('absent')
+    assert host.lo == set() and host.sysctl('eth0', 'arp_ignore') == '0'
+    assert not os.path.exists(b.record_path('qf'))
+
+
+def test_absent_completes_with_a_duplicate_record_of_older_versions(host):
+    backend()
+    record = record_of()
+    record['vips_added'] = ['10.0.0.10', '10.0.0.10']
+    b.agent_state.write_atomic(b.record_path('qf'), b.json.dumps(record))
+    assert backend('absent')['changed'] is True
+    assert host.lo == set() and host.sysctl('eth0', 'arp_ignore') == '0'
+    assert not os.path.exists(b.record_path('qf'))
+
+
+def test_absent_tolerates_a_vip_removed_by_someone_else(host):
+    backend()
+    host.lo.clear()
+    assert backend('absent')['changed'] is True
+    assert host.sysctl('eth0', 'arp_ignore') == '0' and not os.path.exists(b.record_path('qf'))
