@@ -167,21 +167,33 @@ class LbBackend(object):
                         self._ip_or_fail('addr', 'del', vip + '/32', 'dev', 'lo')
                     added_vips.remove(vip)
             wanted = [(conf, key, value) for conf in ('all', p['interface']) for key, value in ARP_SYSCTLS]
-            if p['forwarding'] == 'ipip':
-                if state['decap'] is None:
-                    state['decap'] = self._decap_kind()
-                if state['decap'] == 'device':
-                    if not bpf_loader.link_info(p['ipip_device']):
-                        self.changes.append('add ipip device %s (external: any remote)' % p['ipip_device'])
-                        if not self.check_mode:
-                            self._ip_or_fail('link', 'add', p['ipip_device'], 'type', 'ipip', 'external')
-                            state['ipip_device'], state['ipip_device_added'] = p['ipip_device'], True
-                            self._ip_or_fail('link', 'set', p['ipip_device'], 'up')
-                    # decapsulated packets arrive on the ipip device, the route back to the client leaves
-                    # elsewhere: strict reverse-path filtering would drop them
-                    wanted.append((p['ipip_device'], 'rp_filter', LOOSE_RP_FILTER))
-                    if read_sysctl('all', 'rp_filter') == '1':
-                        wanted.append(('all', 'rp_filter', LOOSE_RP_FILTER))
+            # the configuration asked for now wins over what an earlier run recorded (decap, forwarding, device)
+            state['decap'] = self._decap_kind(state) if p['forwarding'] == 'ipip' else None
+            device = p['ipip_device'] if state['decap'] == 'device' else None
+            if state['ipip_device_added'] and state['ipip_device'] != device:
+                if bpf_loader.link_info(state['ipip_device']):
+                    self.changes.append('remove ipip device %s (no longer used)' % state['ipip_device'])
+                    if not self.check_mode:
+                        self._ip_or_fail('link', 'del', state['ipip_device'])
+                if not self.check_mode:
+                    state['ipip_device'], state['ipip_device_added'] = None, False
+            if device:
+                if not bpf_loader.link_info(device):
+                    self.changes.append('add ipip device %s (external: any remote)' % device)
+                    if not self.check_mode:
+                        self._ip_or_fail('link', 'add', device, 'type', 'ipip', 'external')
+                        state['ipip_device'], state['ipip_device_added'] = device, True
+                        self._ip_or_fail('link', 'set', device, 'up')
+                # decapsulated packets arrive on the ipip device, the route back to the client leaves
+                # elsewhere: strict reverse-path filtering would drop them
+                wanted.append((device, 'rp_filter', LOOSE_RP_FILTER))
+                if read_sysctl('all', 'rp_filter') == '1' or 'all/rp_filter' in saved:
+                    wanted.append(('all', 'rp_filter', LOOSE_RP_FILTER))
+            unwanted = set(saved) - set('%s/%s' % (conf, key) for conf, key, _value in wanted)
+            for where in sorted(unwanted):  # e.g. ipip -> dsr, or another interface
+                self._restore(where, saved[where], ', no longer needed')
+                if not self.check_mode:
+                    del saved[where]
             for conf, key, value in wanted:
                 if self.check_mode and not os.path.exists(sysctl_path(conf, key)):
                     continue  # the ipip device does not exist yet
@@ -192,10 +204,27 @@ class LbBackend(object):
                         write_sysctl(conf, key, value)
                         saved.setdefault('%s/%s' % (conf, key), {'old': old, 'set': value})
 
-    def _decap_kind(self):
+    def _restore(self, where, entry, why=''):
+        """Put back a sysctl we set, unless someone changed it since (or its device is gone)."""
+        conf, key = where.split('/')
+        if os.path.exists(sysctl_path(conf, key)) and read_sysctl(conf, key) == entry['set']:
+            self.changes.append('set net.ipv4.conf.%s.%s = %s (as before%s)' % (conf, key, entry['old'], why))
+            if not self.check_mode:
+                write_sysctl(conf, key, entry['old'])
+
+    def _decap_kind(self, state):
         """Who decapsulates IPIP: an ipip device where the kernel has one, else XDP (the xdp_decap module)."""
         if self.p['decap'] != 'auto':
             return self.p['decap']
+        info = bpf_loader.link_info(self.p['ipip_device'])
+        if info and info.get('kind') == 'ipip':
+            return 'device'  # the kernel makes ipip devices
+        if self.check_mode:
+            # probing means creating a device: decide from what an earlier run found, else only say so
+            if state.get('decap') == 'xdp':  # still the recorded value here
+                return 'xdp'
+            self.changes.append('would probe whether the kernel has ipip devices (decap: auto)')
+            return None
         probe = 'ebnprobe%d' % (os.getpid() % 10000)
         rc, _out, _err = _ip('link', 'add', probe, 'type', 'ipip', 'external')
         if rc == 0:
@@ -223,11 +252,7 @@ class LbBackend(object):
                         if not self.check_mode:
                             self._ip_or_fail('addr', 'del', vip + '/32', 'dev', 'lo')
                 for where, entry in sorted(record.get('sysctls', {}).items()):
-                    conf, key = where.split('/')
-                    if os.path.exists(sysctl_path(conf, key)) and read_sysctl(conf, key) == entry['set']:
-                        self.changes.append('set net.ipv4.conf.%s.%s = %s (as before)' % (conf, key, entry['old']))
-                        if not self.check_mode:
-                            write_sysctl(conf, key, entry['old'])
+                    self._restore(where, entry)
                 device = record.get('ipip_device')
                 if record.get('ipip_device_added') and device and bpf_loader.link_info(device):
                     self.changes.append('remove ipip device %s' % device)

@@ -157,3 +157,92 @@ def test_absent_tolerates_a_vip_removed_by_someone_else(host):
     host.lo.clear()
     assert backend('absent')['changed'] is True
     assert host.sysctl('eth0', 'arp_ignore') == '0' and not os.path.exists(b.record_path('qf'))
+
+
+def test_decap_xdp_then_device_switches_and_reports_it(host):
+    assert backend(forwarding='ipip', decap='xdp')['decap'] == 'xdp'
+    assert 'ipip0' not in host.links
+    result = backend(forwarding='ipip', decap='device')
+    assert result['changed'] is True and result['decap'] == 'device'
+    assert host.links.get('ipip0') == 'ipip' and host.sysctl('ipip0', 'rp_filter') == '2'
+    assert record_of()['decap'] == 'device'
+    backend('absent')
+    assert 'ipip0' not in host.links and host.sysctl('all', 'rp_filter') == '1'
+
+
+def test_decap_device_then_xdp_removes_the_device_and_loose_rp_filter(host):
+    backend(forwarding='ipip', decap='device')
+    assert host.sysctl('all', 'rp_filter') == '2'
+    result = backend(forwarding='ipip', decap='xdp')
+    assert result['changed'] is True and result['decap'] == 'xdp'
+    assert 'ipip0' not in host.links and host.sysctl('all', 'rp_filter') == '1'
+    assert record_of()['decap'] == 'xdp' and not record_of()['ipip_device_added']
+    assert backend(forwarding='ipip', decap='xdp')['changed'] is False
+
+
+def test_ipip_then_dsr_removes_the_ipip_device_and_loose_rp_filter(host):
+    backend(forwarding='ipip', decap='auto')
+    assert host.links.get('ipip0') == 'ipip'
+    result = backend(forwarding='dsr')
+    assert result['changed'] is True and result['decap'] is None
+    assert 'ipip0' not in host.links and host.sysctl('all', 'rp_filter') == '1'
+    assert host.sysctl('eth0', 'arp_ignore') == '1', 'what dsr needs stays'
+    assert set(record_of()['sysctls']) == {'all/arp_ignore', 'all/arp_announce', 'eth0/arp_ignore',
+                                           'eth0/arp_announce'}
+    assert backend(forwarding='dsr')['changed'] is False
+    backend('absent')
+    assert host.sysctl('eth0', 'arp_ignore') == '0' and host.sysctl('all', 'rp_filter') == '1'
+
+
+def test_ipip_is_idempotent_with_loose_rp_filter_kept(host):
+    backend(forwarding='ipip', decap='device')
+    assert backend(forwarding='ipip', decap='device')['changed'] is False
+    assert host.sysctl('all', 'rp_filter') == '2'
+
+
+def test_a_renamed_ipip_device_replaces_the_one_we_added(host):
+    backend(forwarding='ipip', decap='device')
+    backend(forwarding='ipip', decap='device', ipip_device='qfipip1')
+    assert 'ipip0' not in host.links and host.links.get('qfipip1') == 'ipip'
+    backend('absent')
+    assert 'qfipip1' not in host.links and host.sysctl('all', 'rp_filter') == '1'
+
+
+def test_an_interface_change_restores_the_old_interfaces_arp_sysctls(host):
+    host.links['eth1'] = 'veth'
+    host._conf('eth1')
+    backend()
+    backend(interface='eth1')
+    assert host.sysctl('eth0', 'arp_ignore') == '0' and host.sysctl('eth1', 'arp_ignore') == '1'
+
+
+@pytest.mark.parametrize('ipip', [True, False])
+def test_check_mode_with_decap_auto_creates_nothing(host, ipip):
+    host.ipip = ipip
+    result = backend(forwarding='ipip', decap='auto', check_mode=True)
+    assert result['changed'] is True
+    assert [c for c in host.calls if c[0] not in ('-4',)] == [], 'check mode ran %r' % host.calls
+    assert not os.path.exists(b.record_path('qf'))
+
+
+def test_check_mode_with_decap_auto_decides_from_an_existing_ipip_device(host):
+    backend(forwarding='ipip', decap='auto')
+    del host.calls[:]
+    result = backend(forwarding='ipip', decap='auto', check_mode=True)
+    assert result['changed'] is False and result['decap'] == 'device'
+    assert [c for c in host.calls if c[0] not in ('-4',)] == []
+
+
+def test_decap_auto_falls_back_to_xdp_without_ipip_devices(host):
+    host.ipip = False
+    assert backend(forwarding='ipip', decap='auto')['decap'] == 'xdp'
+    assert 'ipip0' not in host.links
+
+
+def test_check_mode_with_decap_auto_keeps_an_earlier_xdp_decision(host):
+    host.ipip = False
+    backend(forwarding='ipip', decap='auto')
+    del host.calls[:]
+    result = backend(forwarding='ipip', decap='auto', check_mode=True)
+    assert result['changed'] is False and result['decap'] == 'xdp'
+    assert [c for c in host.calls if c[0] not in ('-4',)] == []
