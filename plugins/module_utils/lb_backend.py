@@ -187,7 +187,8 @@ class LbBackend(object):
                 # decapsulated packets arrive on the ipip device, the route back to the client leaves
                 # elsewhere: strict reverse-path filtering would drop them
                 wanted.append((device, 'rp_filter', LOOSE_RP_FILTER))
-                if read_sysctl('all', 'rp_filter') == '1' or 'all/rp_filter' in saved:
+                strict = read_sysctl('all', 'rp_filter')
+                if strict == '1' or saved.get('all/rp_filter', {}).get('set') == strict:  # strict, or loose by us
                     wanted.append(('all', 'rp_filter', LOOSE_RP_FILTER))
             unwanted = set(saved) - set('%s/%s' % (conf, key) for conf, key, _value in wanted)
             for where in sorted(unwanted):  # e.g. ipip -> dsr, or another interface

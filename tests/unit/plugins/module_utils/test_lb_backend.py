@@ -246,3 +246,12 @@ def test_check_mode_with_decap_auto_keeps_an_earlier_xdp_decision(host):
     result = backend(forwarding='ipip', decap='auto', check_mode=True)
     assert result['changed'] is False and result['decap'] == 'xdp'
     assert [c for c in host.calls if c[0] not in ('-4',)] == []
+
+
+def test_an_rp_filter_changed_by_the_admin_is_left_alone(host):
+    backend(forwarding='ipip', decap='device')
+    (host.sys / 'all' / 'rp_filter').write_text(u'0')
+    assert backend(forwarding='ipip', decap='device')['changed'] is False
+    assert host.sysctl('all', 'rp_filter') == '0' and 'all/rp_filter' not in record_of()['sysctls']
+    backend('absent')
+    assert host.sysctl('all', 'rp_filter') == '0'
