@@ -39,7 +39,7 @@ options:
     description:
       - Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
       - M(ebpf.networking.xdp_proxy) and M(ebpf.networking.sockmap_redirect) deployments share these names; a
-        name that holds another module's pins is refused (nothing is touched): use another name.
+        name that holds another module's pins is refused (nothing is touched), so use another name.
     type: str
     default: ipip_decap
   state:

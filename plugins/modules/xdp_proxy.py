@@ -153,7 +153,7 @@ options:
             so it leaves the table within C(interval * fall + timeout) seconds. If every backend of the service
             fails, all are kept and the agent logs it.
           - Checks go to the backend's own address (C(ip:port), or I(port)), also with I(forwarding=dsr) or
-            C(ipip): the backend must listen on that address too, not only on the VIP, and a check passes even
+            C(ipip). The backend must listen on that address too, not only on the VIP, and a check passes even
             when the backend has lost the VIP (for example after a reboot without M(ebpf.networking.lb_backend)).
         type: dict
         suboptions:
