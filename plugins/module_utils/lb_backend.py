@@ -50,6 +50,15 @@ def normalize_vips(vips):
     return sorted(set(vips), key=lambda ip: tuple(int(o) for o in ip.split('.')))
 
 
+def recorded_vips(record):
+    """The VIPs a record says we added, each once (the first version could list one twice)."""
+    vips = []
+    for vip in record.get('vips_added') or []:
+        if vip not in vips:
+            vips.append(vip)
+    return vips
+
+
 def sysctl_path(conf, key):
     return '/proc/sys/net/ipv4/conf/%s/%s' % (conf, key)
 
@@ -122,7 +131,7 @@ class LbBackend(object):
             self.fail('this backend configuration (%s) was applied in %s: remove it there first (state: absent) '
                       'or use another name' % (p['name'], record['netns']))
         # what this run adds is recorded even when a later step fails, so absent can still undo it
-        state = {'netns': label, 'vips_added': list(record.get('vips_added', [])),
+        state = {'netns': label, 'vips_added': recorded_vips(record),
                  'sysctls': dict(record.get('sysctls', {})), 'decap': record.get('decap'),
                  'ipip_device': record.get('ipip_device'), 'ipip_device_added': bool(record.get('ipip_device_added')),
                  'forwarding': p['forwarding']}
@@ -149,7 +158,8 @@ class LbBackend(object):
                     self.changes.append('add %s/32 to lo' % vip)
                     if not self.check_mode:
                         self._ip_or_fail('addr', 'add', vip + '/32', 'dev', 'lo')
-                        added_vips.append(vip)
+                        if vip not in added_vips:  # added by us before, then lost: recorded already
+                            added_vips.append(vip)
             for vip in [v for v in added_vips if v not in vips]:
                 self.changes.append('remove %s/32 from lo (no longer a VIP here)' % vip)
                 if not self.check_mode:
@@ -157,21 +167,34 @@ class LbBackend(object):
                         self._ip_or_fail('addr', 'del', vip + '/32', 'dev', 'lo')
                     added_vips.remove(vip)
             wanted = [(conf, key, value) for conf in ('all', p['interface']) for key, value in ARP_SYSCTLS]
-            if p['forwarding'] == 'ipip':
-                if state['decap'] is None:
-                    state['decap'] = self._decap_kind()
-                if state['decap'] == 'device':
-                    if not bpf_loader.link_info(p['ipip_device']):
-                        self.changes.append('add ipip device %s (external: any remote)' % p['ipip_device'])
-                        if not self.check_mode:
-                            self._ip_or_fail('link', 'add', p['ipip_device'], 'type', 'ipip', 'external')
-                            state['ipip_device'], state['ipip_device_added'] = p['ipip_device'], True
-                            self._ip_or_fail('link', 'set', p['ipip_device'], 'up')
-                    # decapsulated packets arrive on the ipip device, the route back to the client leaves
-                    # elsewhere: strict reverse-path filtering would drop them
-                    wanted.append((p['ipip_device'], 'rp_filter', LOOSE_RP_FILTER))
-                    if read_sysctl('all', 'rp_filter') == '1':
-                        wanted.append(('all', 'rp_filter', LOOSE_RP_FILTER))
+            # the configuration asked for now wins over what an earlier run recorded (decap, forwarding, device)
+            state['decap'] = self._decap_kind(state) if p['forwarding'] == 'ipip' else None
+            device = p['ipip_device'] if state['decap'] == 'device' else None
+            if state['ipip_device_added'] and state['ipip_device'] != device:
+                if bpf_loader.link_info(state['ipip_device']):
+                    self.changes.append('remove ipip device %s (no longer used)' % state['ipip_device'])
+                    if not self.check_mode:
+                        self._ip_or_fail('link', 'del', state['ipip_device'])
+                if not self.check_mode:
+                    state['ipip_device'], state['ipip_device_added'] = None, False
+            if device:
+                if not bpf_loader.link_info(device):
+                    self.changes.append('add ipip device %s (external: any remote)' % device)
+                    if not self.check_mode:
+                        self._ip_or_fail('link', 'add', device, 'type', 'ipip', 'external')
+                        state['ipip_device'], state['ipip_device_added'] = device, True
+                        self._ip_or_fail('link', 'set', device, 'up')
+                # decapsulated packets arrive on the ipip device, the route back to the client leaves
+                # elsewhere: strict reverse-path filtering would drop them
+                wanted.append((device, 'rp_filter', LOOSE_RP_FILTER))
+                strict = read_sysctl('all', 'rp_filter')
+                if strict == '1' or saved.get('all/rp_filter', {}).get('set') == strict:  # strict, or loose by us
+                    wanted.append(('all', 'rp_filter', LOOSE_RP_FILTER))
+            unwanted = set(saved) - set('%s/%s' % (conf, key) for conf, key, _value in wanted)
+            for where in sorted(unwanted):  # e.g. ipip -> dsr, or another interface
+                self._restore(where, saved[where], ', no longer needed')
+                if not self.check_mode:
+                    del saved[where]
             for conf, key, value in wanted:
                 if self.check_mode and not os.path.exists(sysctl_path(conf, key)):
                     continue  # the ipip device does not exist yet
@@ -182,10 +205,27 @@ class LbBackend(object):
                         write_sysctl(conf, key, value)
                         saved.setdefault('%s/%s' % (conf, key), {'old': old, 'set': value})
 
-    def _decap_kind(self):
+    def _restore(self, where, entry, why=''):
+        """Put back a sysctl we set, unless someone changed it since (or its device is gone)."""
+        conf, key = where.split('/')
+        if os.path.exists(sysctl_path(conf, key)) and read_sysctl(conf, key) == entry['set']:
+            self.changes.append('set net.ipv4.conf.%s.%s = %s (as before%s)' % (conf, key, entry['old'], why))
+            if not self.check_mode:
+                write_sysctl(conf, key, entry['old'])
+
+    def _decap_kind(self, state):
         """Who decapsulates IPIP: an ipip device where the kernel has one, else XDP (the xdp_decap module)."""
         if self.p['decap'] != 'auto':
             return self.p['decap']
+        info = bpf_loader.link_info(self.p['ipip_device'])
+        if info and info.get('kind') == 'ipip':
+            return 'device'  # the kernel makes ipip devices
+        if self.check_mode:
+            # probing means creating a device: decide from what an earlier run found, else only say so
+            if state.get('decap') == 'xdp':  # still the recorded value here
+                return 'xdp'
+            self.changes.append('would probe whether the kernel has ipip devices (decap: auto)')
+            return None
         probe = 'ebnprobe%d' % (os.getpid() % 10000)
         rc, _out, _err = _ip('link', 'add', probe, 'type', 'ipip', 'external')
         if rc == 0:
@@ -207,18 +247,13 @@ class LbBackend(object):
             netns_path = label = None  # the namespace is gone, and what was added with it
         if label is not None:
             with bpf_loader.in_netns(netns_path):
-                have = lo_addresses()
-                for vip in record.get('vips_added', []):
-                    if vip + '/32' in have:
+                for vip in recorded_vips(record):
+                    if vip + '/32' in lo_addresses():  # read again: someone may have removed it meanwhile
                         self.changes.append('remove %s/32 from lo' % vip)
                         if not self.check_mode:
                             self._ip_or_fail('addr', 'del', vip + '/32', 'dev', 'lo')
                 for where, entry in sorted(record.get('sysctls', {}).items()):
-                    conf, key = where.split('/')
-                    if os.path.exists(sysctl_path(conf, key)) and read_sysctl(conf, key) == entry['set']:
-                        self.changes.append('set net.ipv4.conf.%s.%s = %s (as before)' % (conf, key, entry['old']))
-                        if not self.check_mode:
-                            write_sysctl(conf, key, entry['old'])
+                    self._restore(where, entry)
                 device = record.get('ipip_device')
                 if record.get('ipip_device_added') and device and bpf_loader.link_info(device):
                     self.changes.append('remove ipip device %s' % device)

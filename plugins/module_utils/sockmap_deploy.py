@@ -14,7 +14,7 @@ import os
 import struct
 import time
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, pin_kinds
 from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_keys as sk
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 
@@ -51,6 +51,9 @@ class SockmapDeployment(object):
         raise SockmapError(msg)
 
     def apply(self):
+        foreign = pin_kinds.foreign_pins_message(self.pins, 'sockmap_redirect')
+        if foreign:
+            self.fail(foreign)
         return self.present() if self.p.get('state', 'present') == 'present' else self.absent()
 
     # -- reading the pins --

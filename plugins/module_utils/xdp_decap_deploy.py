@@ -16,7 +16,7 @@ import os
 import struct
 import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, pin_kinds
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import ConfigError, ip_str, usable_ip
 
@@ -116,6 +116,9 @@ class XdpDecapDeployment(object):
     def run(self):
         try:
             self.pins = bpf_loader.PinSet(self.p['name'])
+            foreign = pin_kinds.foreign_pins_message(self.pins, 'xdp_decap')
+            if foreign:
+                self.fail(foreign)
             if self.p['state'] == 'present':
                 bpf_loader.require_bcc()
                 return self.present()

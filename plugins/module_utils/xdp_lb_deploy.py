@@ -15,7 +15,7 @@ import subprocess
 import time
 import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, pin_kinds, xdp_deploy
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
@@ -69,6 +69,9 @@ class XdpLbDeployment(object):
         """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
         try:
             self.pins = bpf_loader.PinSet(self.p['name'])
+            foreign = pin_kinds.foreign_pins_message(self.pins, 'xdp_proxy')
+            if foreign:
+                self.fail(foreign)
             if self.p['state'] == 'present':
                 bpf_loader.require_bcc()
                 result = self.present()

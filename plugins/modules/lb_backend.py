@@ -66,7 +66,10 @@ options:
       - For C(ipip), who decapsulates. C(device) creates I(ipip_device) (C(ip link add NAME type ipip external))
         and sets its C(rp_filter) to 2 (and C(all) to 2 where it was 1). C(xdp) leaves it to
         M(ebpf.networking.xdp_decap) (for kernels without ipip support). C(auto) picks C(device) when the kernel
-        can create one.
+        can create one (it probes by creating and deleting a device; in check mode it does not, and decides from
+        an existing I(ipip_device) or an earlier run, else C(changes) says it would probe).
+      - The configuration given wins over an earlier run's; what is no longer wanted (an ipip device this
+        module added, a loose C(rp_filter), ARP sysctls of a previous I(interface)) is removed or set back.
     type: str
     choices: [auto, device, xdp]
     default: auto
@@ -99,7 +102,9 @@ vips:
   type: list
   elements: str
 decap:
-  description: With C(ipip), C(device) or C(xdp) (then run M(ebpf.networking.xdp_decap)); else null.
+  description:
+    - With C(ipip), C(device) or C(xdp) (then run M(ebpf.networking.xdp_decap)); else null.
+    - Also null in check mode when I(decap=auto) would have to probe the kernel.
   returned: state=present
   type: str
 record:

@@ -36,7 +36,10 @@ attributes:
     description: Shows the decapsulated addresses before and after.
 options:
   name:
-    description: Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
+    description:
+      - Name of this deployment; its pins live in C(/sys/fs/bpf/ebpf_networking/<name>/).
+      - M(ebpf.networking.xdp_proxy) and M(ebpf.networking.sockmap_redirect) deployments share these names; a
+        name that holds another module's pins is refused (nothing is touched), so use another name.
     type: str
     default: ipip_decap
   state:

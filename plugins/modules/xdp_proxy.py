@@ -152,6 +152,9 @@ options:
           - A backend goes down after I(fall) failed checks in a row and comes back after I(rise) good ones,
             so it leaves the table within C(interval * fall + timeout) seconds. If every backend of the service
             fails, all are kept and the agent logs it.
+          - Checks go to the backend's own address (C(ip:port), or I(port)), also with I(forwarding=dsr) or
+            C(ipip). The backend must listen on that address too, not only on the VIP, and a check passes even
+            when the backend has lost the VIP (for example after a reboot without M(ebpf.networking.lb_backend)).
         type: dict
         suboptions:
           type:
@@ -310,7 +313,7 @@ EXAMPLES = r'''
       - vip: 172.30.0.10
         port: 443
         forwarding: ipip
-        tunnel_source: 172.30.0.10
+        tunnel_source: 172.30.0.2  # the load balancer's own address, not the VIP
         backends: [10.8.0.11, 10.9.0.12]
 
 - name: Remove it again

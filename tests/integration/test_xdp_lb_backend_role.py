@@ -2,8 +2,8 @@
 # Copyright: ebpf.networking developers
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Role xdp_lb_backend through ansible-playbook against a namespace of our own (q13-rb): dsr, then ipip,
-each idempotent (changed=0 on the re-run), and absent leaves exactly what was there before - an address
-and a sysctl that were already set stay."""
+then dsr again (with a lost VIP added back), each idempotent (changed=0 on the re-run), and absent
+leaves exactly what was there before - an address and a sysctl that were already set stay."""
 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
@@ -99,6 +99,14 @@ def test_dsr_then_ipip_then_absent_restores_exactly_what_was_there(backend_ns):
     assert os.path.isdir(os.path.join(PIN_ROOT, 'q13rb-decap'))
     changed, failed, out = play(xdp_lb_backend_forwarding='ipip')
     assert (changed, failed) == (0, 0), 'ipip re-run is idempotent:\n' + out[-3000:]
+
+    changed, failed, out = play()  # back to dsr: the XDP decapsulation is no longer wanted
+    assert failed == 0 and changed >= 1, out[-3000:]
+    assert 'prog/xdp' not in ns('ip', '-d', 'link', 'show', 'eth0'), 'ipip -> dsr removes the XDP decapsulation'
+    assert not os.path.exists(os.path.join(PIN_ROOT, 'q13rb-decap'))
+    ns('ip', 'addr', 'del', VIP + '/32', 'dev', 'lo')  # lost (a flush, a restart), added again by the next run
+    changed, failed, out = play()
+    assert failed == 0 and changed >= 1 and VIP + '/32' in lo_addrs(), out[-3000:]
 
     changed, failed, out = play(xdp_lb_backend_state='absent')
     assert failed == 0 and changed >= 1, out[-3000:]
