@@ -733,7 +733,7 @@ def diff_services(before, after):
             if a[label].get(field) != b[label].get(field):
                 changes.append('service %s: %s %s -> %s%s' % (
                     label, field, b[label].get(field), a[label].get(field),
-                    ': its live connections break (their packets take the new path)' if field == 'forwarding'
+                    ': new connections take the new path; live ones keep the old one while they last' if field == 'forwarding'
                     else ''))
         if a[label]['snat_ip'] != b[label]['snat_ip']:
             changes.append('service %s: snat_ip %s -> %s' % (label, ', '.join(b[label]['snat_ip']),
