@@ -16,6 +16,7 @@ sees either the old file or the new one. No import from ansible: the agent runs 
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import errno
 import json
 import os
 import re
@@ -54,11 +55,19 @@ def status_path(kind, name, run_dir=None):
     return os.path.join(run_dir or RUN_DIR, 'status', kind, name + '.json')
 
 
+def make_dirs(directory, mode=0o755):
+    """Create directory and its parents; another process creating it at the same moment is not an error."""
+    try:
+        os.makedirs(directory, mode)
+    except OSError as e:
+        if e.errno != errno.EEXIST or not os.path.isdir(directory):
+            raise
+
+
 def write_atomic(path, text, mode=0o600):
     """Replace path with text so that readers never see a partial file."""
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+    make_dirs(directory)
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', dir=directory)
     try:
         with os.fdopen(fd, 'w') as f:

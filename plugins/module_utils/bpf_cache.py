@@ -27,7 +27,7 @@ import stat
 import struct
 import tempfile
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_syscall
 
 CACHE_DIR = os.environ.get('EBPF_NETWORKING_CACHE_DIR', '/var/cache/ebpf-networking/programs')
 FORMAT = 1
@@ -164,8 +164,7 @@ def _check_dir(path):
 def store(key, entry, cache_dir=None):
     """Write an entry atomically (mode 0600 in a 0700 directory); returns its path."""
     directory = cache_dir or CACHE_DIR
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o700)
+    agent_state.make_dirs(directory, 0o700)
     _check_dir(directory)
     entry = dict(entry, key=key)
     entry['checksum'] = _checksum(entry)

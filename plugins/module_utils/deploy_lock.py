@@ -52,8 +52,7 @@ def deployment_lock(kind, name, purpose, timeout=None, run_dir=None):
     """
     path = lock_path(kind, name, run_dir)
     directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
+    agent_state.make_dirs(directory)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = None if timeout is None else time.time() + timeout

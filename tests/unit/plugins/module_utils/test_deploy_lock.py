@@ -76,3 +76,44 @@ def test_bad_names_and_kinds_are_refused(tmp_path, kind, name):
         with deploy_lock.deployment_lock(kind, name, 'x', timeout=0, run_dir=str(tmp_path)):
             pass
     assert not os.path.exists(str(tmp_path / 'locks' / 'etc'))
+
+
+def _first_use(run_dir, start_at):
+    # Everyone starts at the same instant on a run dir nobody has used: all race to create locks/<kind>/.
+    while time.time() < start_at:
+        pass
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12first', 'first use', timeout=30, run_dir=run_dir):
+        pass
+
+
+def test_many_processes_on_a_fresh_run_dir_all_get_the_lock(tmp_path):
+    for attempt in range(5):
+        run_dir = str(tmp_path / ('run%d' % attempt))
+        start_at = time.time() + 0.3
+        procs = [multiprocessing.Process(target=_first_use, args=(run_dir, start_at)) for dummy in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0] * 6
+
+
+def test_a_lock_directory_created_by_another_process_meanwhile_is_used(tmp_path, monkeypatch):
+    # The window the fresh-run-dir race hits: the directory appears between the check and the mkdir.
+    real_makedirs = os.makedirs
+
+    def makedirs_after_someone_else(path, mode=0o777, **kwargs):
+        real_makedirs(path, mode, **kwargs)
+        real_makedirs(path, mode)   # raises EEXIST like the loser of the race
+
+    monkeypatch.setattr(os, 'makedirs', makedirs_after_someone_else)
+    with deploy_lock.deployment_lock('xdp_proxy', 'q12race', 'race', timeout=0, run_dir=str(tmp_path)):
+        pass
+    assert os.path.isfile(deploy_lock.lock_path('xdp_proxy', 'q12race', str(tmp_path)))
+
+
+def test_a_file_where_the_lock_directory_belongs_is_still_an_error(tmp_path):
+    (tmp_path / 'locks').write_text(u'not a directory')
+    with pytest.raises(OSError):
+        with deploy_lock.deployment_lock('xdp_proxy', 'q12file', 'file', timeout=0, run_dir=str(tmp_path)):
+            pass
