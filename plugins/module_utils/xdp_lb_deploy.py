@@ -13,9 +13,9 @@ __metaclass__ = type
 import os
 import subprocess
 import time
-import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, pin_kinds, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_errors, pin_kinds, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_errors import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
@@ -29,16 +29,6 @@ DEFAULTS = {
     'max_flows': 65536, 'snat_port_range': [20000, 29999], 'bpf_sources': None, 'max_snat_ips': 2,
     'timeouts': None,
 }
-
-
-class DeployError(Exception):
-    """A failure for the user: msg says what is wrong and how to fix it; extra holds result keys
-    (changes made so far, pin_path, exception text)."""
-
-    def __init__(self, msg, **extra):
-        super(DeployError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
 
 
 def _run_command(argv):
@@ -67,26 +57,20 @@ class XdpLbDeployment(object):
 
     def run(self):
         """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
-        try:
-            self.pins = bpf_loader.PinSet(self.p['name'])
-            foreign = pin_kinds.foreign_pins_message(self.pins, 'xdp_proxy')
-            if foreign:
-                self.fail(foreign)
-            if self.p['state'] == 'present':
-                bpf_loader.require_bcc()
-                result = self.present()
-            else:
-                result = self.absent()
-            if self.warn:
-                for w in self.warnings:
-                    self.warn(w)
-            return result
-        except DeployError:
-            raise
-        except (LoaderError, ConfigError) as e:
-            self.fail(str(e))
-        except Exception as e:  # pylint: disable=broad-except
-            self.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+        return deploy_errors.reported(self._apply, self.fail, (LoaderError, ConfigError))
+
+    def _apply(self):
+        self.pins = bpf_loader.PinSet(self.p['name'])
+        pin_kinds.refuse_foreign(self.pins, 'xdp_proxy')
+        if self.p['state'] == 'present':
+            bpf_loader.require_bcc()
+            result = self.present()
+        else:
+            result = self.absent()
+        if self.warn:
+            for w in self.warnings:
+                self.warn(w)
+        return result
 
     # -- helpers --
     def fail(self, msg, **kw):
