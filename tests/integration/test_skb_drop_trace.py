@@ -34,6 +34,27 @@ def del_netns(*names):
         subprocess.run(['ip', 'netns', 'del', n], stderr=subprocess.DEVNULL, check=False)
 
 
+def routed_row(left, router, right, net):
+    """Namespaces left -> router -> right on NET.1.0/24 and NET.2.0/24 (net like '10.205'): left .1.2 on
+    veth <left>0, router .1.1 on <router>-in and .2.1 on <router>-out, right .2.2 on <right>0, where <x> is
+    the namespace name after its last '-'. The router forwards, but its FORWARD chain drops UDP to port 9999."""
+    def tail(name):
+        return name.rsplit('-', 1)[-1]
+    for n in (left, router, right):
+        sh('ip', 'netns', 'add', n)
+        sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
+    sides = ((left, tail(left) + '0', tail(router) + '-in'), (right, tail(right) + '0', tail(router) + '-out'))
+    for side, (n, dev, peer) in enumerate(sides, 1):
+        sh('ip', '-n', n, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', peer, 'netns', router)
+        sh('ip', '-n', n, 'addr', 'add', '%s.%d.2/24' % (net, side), 'dev', dev)
+        sh('ip', '-n', router, 'addr', 'add', '%s.%d.1/24' % (net, side), 'dev', peer)
+        sh('ip', '-n', n, 'link', 'set', dev, 'up')
+        sh('ip', '-n', router, 'link', 'set', peer, 'up')
+        sh('ip', '-n', n, 'route', 'add', 'default', 'via', '%s.%d.1' % (net, side))
+    sh('ip', 'netns', 'exec', router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+    sh('ip', 'netns', 'exec', router, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
+
+
 def udp_sender(ns, dst, port, count, size=32):
     """argv that sends count UDP datagrams from namespace ns (a process: its own sends are process context)."""
     code = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
@@ -64,19 +85,7 @@ def forwarding_router(require_root):
     """Three namespaces in a row; the middle one forwards but its FORWARD chain drops UDP to port 9999."""
     del_netns(FA, FR, FB)
     try:
-        for n in (FA, FR, FB):
-            sh('ip', 'netns', 'add', n)
-            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
-        sh('ip', '-n', FA, 'link', 'add', 'fa0', 'type', 'veth', 'peer', 'name', 'fr-in', 'netns', FR)
-        sh('ip', '-n', FB, 'link', 'add', 'fb0', 'type', 'veth', 'peer', 'name', 'fr-out', 'netns', FR)
-        for n, dev, addr in ((FA, 'fa0', '10.205.1.2/24'), (FR, 'fr-in', '10.205.1.1/24'),
-                             (FR, 'fr-out', '10.205.2.1/24'), (FB, 'fb0', '10.205.2.2/24')):
-            sh('ip', '-n', n, 'addr', 'add', addr, 'dev', dev)
-            sh('ip', '-n', n, 'link', 'set', dev, 'up')
-        sh('ip', '-n', FA, 'route', 'add', 'default', 'via', '10.205.1.1')
-        sh('ip', '-n', FB, 'route', 'add', 'default', 'via', '10.205.2.1')
-        sh('ip', 'netns', 'exec', FR, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-        sh('ip', 'netns', 'exec', FR, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
+        routed_row(FA, FR, FB, '10.205')
         yield
     finally:
         del_netns(FA, FR, FB)
