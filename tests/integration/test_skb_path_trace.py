@@ -10,7 +10,7 @@ __metaclass__ = type
 import pytest
 
 from conftest import read_sources, run_module
-from test_skb_drop_trace import del_netns, routed_row, sh, udp_sender
+from test_skb_drop_trace import fresh_netns, routed_row, sh, udp_sender
 
 PA, PR, PB = 'dt-pa', 'dt-pr', 'dt-pb'
 SOURCES = ('skb_path.bpf.c', 'skb_path.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
@@ -24,15 +24,12 @@ def mac(ns, dev):
 def path_lab(require_root):
     """The router drops UDP to port 9999 in FORWARD and forwards the rest; neighbours are static, so no
     packet waits for ARP (a queued skb may be copied, which starts a new path)."""
-    del_netns(PA, PR, PB)
-    try:
+    with fresh_netns(PA, PR, PB):
         routed_row(PA, PR, PB, '10.208')
         sh('ip', '-n', PA, 'neigh', 'replace', '10.208.1.1', 'lladdr', mac(PR, 'pr-in'), 'dev', 'pa0', 'nud', 'permanent')
         sh('ip', '-n', PR, 'neigh', 'replace', '10.208.2.2', 'lladdr', mac(PB, 'pb0'), 'dev', 'pr-out', 'nud',
            'permanent')
         yield
-    finally:
-        del_netns(PA, PR, PB)
 
 
 def path(check_mode=False, **args):
