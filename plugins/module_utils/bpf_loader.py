@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_cache, bpf_syscall
@@ -436,6 +437,14 @@ def container_pid(name, run_command=None):
     if not pid:
         raise LoaderError('container %s is not running: start it (docker start %s)' % (name, name))
     return pid
+
+
+def run_command(argv):
+    """(rc, stdout, stderr) of a command: the run_command for container_pid where no AnsibleModule's is at
+    hand (the host agent, XdpLbDeployment's default), to ask docker when its Python SDK is missing."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = proc.communicate()
+    return proc.returncode, out, err
 
 
 # --- XDP attach through netlink (pyroute2) ------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import subprocess
 import time
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_errors, pin_kinds, xdp_deploy
@@ -31,12 +30,6 @@ DEFAULTS = {
 }
 
 
-def _run_command(argv):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    out, err = proc.communicate()
-    return proc.returncode, out, err
-
-
 class XdpLbDeployment(object):
     """Make one deployment (pins under /sys/fs/bpf/ebpf_networking/<name>) match params.
 
@@ -48,7 +41,7 @@ class XdpLbDeployment(object):
 
     def __init__(self, params, run_command=None, check_mode=False, warn=None):
         self.p = dict(DEFAULTS, **dict((k, v) for k, v in params.items() if v is not None))
-        self.run_command = run_command or _run_command
+        self.run_command = run_command or bpf_loader.run_command
         self.warn = warn
         self.check_mode = check_mode
         self.pins = None
