@@ -92,6 +92,14 @@ def require_source(sources, main):
                           'collection must be installed on the controller)' % main)
 
 
+def require_sources(sources, names):
+    """Every one of names must be among the BPF sources the module's action plugin shipped (the tracers'
+    several programs and headers; require_source for a deployment's one program)."""
+    missing = [n for n in names if n not in (sources or {})]
+    if missing:
+        raise LoaderError('bpf_sources lacks %s: run this module through its action plugin' % ', '.join(missing))
+
+
 def require_bcc():
     if not HAS_BCC:
         raise LoaderError('bcc is not importable by this Python (%s). Install python3-bpfcc and run '
