@@ -77,6 +77,15 @@ def test_lb_backend_passes_a_state_error_as_the_users_message(pin_root, monkeypa
     assert err.msg == 'state file x is damaged' and 'exception' not in err.extra
 
 
+@pytest.mark.parametrize('kind', ['xdp_proxy', 'xdp_decap'])  # lb_backend's: test_lb_backend.py
+@pytest.mark.parametrize('state', ['present', 'absent'])
+def test_a_bad_name_is_the_users_message_not_a_traceback(kind, state):
+    cls, params, error = deployments()[kind]
+    with pytest.raises(error, match="name 'Bad Name' is invalid") as err:
+        cls(dict(params, name='Bad Name', state=state)).run()
+    assert 'exception' not in err.value.extra
+
+
 @pytest.mark.parametrize('kind', ['xdp_proxy', 'xdp_decap', 'lb_backend'])
 def test_a_deploy_error_passes_as_raised(pin_root, monkeypatch, kind):
     raised = deployments()[kind][2]('already the message', changes=['one'], custom=1)

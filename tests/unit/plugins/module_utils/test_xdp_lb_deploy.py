@@ -23,13 +23,6 @@ def test_no_import_from_ansible_so_a_host_agent_can_use_it(name):
     assert [n for n in names if n == 'ansible' or n.startswith('ansible.')] == []
 
 
-@pytest.mark.parametrize('state', ['present', 'absent'])
-def test_a_bad_name_is_a_deploy_error_not_a_traceback(state):
-    with pytest.raises(d.DeployError, match="name 'Bad Name' is invalid") as err:
-        d.XdpLbDeployment({'name': 'Bad Name', 'state': state}).run()
-    assert 'exception' not in err.value.extra
-
-
 def test_defaults_fill_what_the_caller_left_out():
     dep = d.XdpLbDeployment({'name': 'x', 'interface': 'eth0', 'max_flows': None})
     assert dep.p['max_flows'] == d.DEFAULTS['max_flows'] and dep.p['interface'] == 'eth0'
