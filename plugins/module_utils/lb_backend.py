@@ -16,9 +16,9 @@ import json
 import os
 import subprocess
 
-from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, deploy_errors
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, deploy_run
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
-from ansible_collections.ebpf.networking.plugins.module_utils.deploy_errors import DeployError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import ConfigError, usable_ip
 
 DEFAULTS = {'name': 'xdp_lb_backend', 'state': 'present', 'vips': None, 'forwarding': 'dsr', 'interface': 'eth0',
@@ -96,7 +96,7 @@ class LbBackend(object):
 
     def run(self):
         """Apply the desired state; returns the result dict. Raises BackendError with the user's message."""
-        return deploy_errors.reported(self._apply, self.fail, (LoaderError, ConfigError, agent_state.StateError),
+        return deploy_run.reported(self._apply, self.fail, (LoaderError, ConfigError, agent_state.StateError),
                                       os_error_note='nothing more was changed; rerun after fixing it')
 
     def _apply(self):

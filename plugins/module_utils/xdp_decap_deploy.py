@@ -15,9 +15,9 @@ __metaclass__ = type
 import os
 import struct
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, deploy_errors, pin_kinds
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, deploy_run
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
-from ansible_collections.ebpf.networking.plugins.module_utils.deploy_errors import DeployError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import ConfigError, ip_str, usable_ip
 
 MAIN_SOURCE = 'xdp_decap.bpf.c'
@@ -108,15 +108,8 @@ class XdpDecapDeployment(object):
 
     def run(self):
         """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
-        return deploy_errors.reported(self._apply, self.fail, (LoaderError, ConfigError))
-
-    def _apply(self):
-        self.pins = bpf_loader.PinSet(self.p['name'])
-        pin_kinds.refuse_foreign(self.pins, 'xdp_decap')
-        if self.p['state'] == 'present':
-            bpf_loader.require_bcc()
-            return self.present()
-        return self.absent()
+        return deploy_run.reported(lambda: deploy_run.run_pinned(self, 'xdp_decap'), self.fail,
+                                   (LoaderError, ConfigError))
 
     def _open(self):
         """(Pinned, meta) of intact pins, else (None, None)."""

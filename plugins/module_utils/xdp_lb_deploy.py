@@ -13,8 +13,8 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_errors, pin_kinds, xdp_deploy
-from ansible_collections.ebpf.networking.plugins.module_utils.deploy_errors import DeployError
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_run, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
@@ -50,16 +50,10 @@ class XdpLbDeployment(object):
 
     def run(self):
         """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
-        return deploy_errors.reported(self._apply, self.fail, (LoaderError, ConfigError))
+        return deploy_run.reported(self._apply, self.fail, (LoaderError, ConfigError))
 
     def _apply(self):
-        self.pins = bpf_loader.PinSet(self.p['name'])
-        pin_kinds.refuse_foreign(self.pins, 'xdp_proxy')
-        if self.p['state'] == 'present':
-            bpf_loader.require_bcc()
-            result = self.present()
-        else:
-            result = self.absent()
+        result = deploy_run.run_pinned(self, 'xdp_proxy')
         if self.warn:
             for w in self.warnings:
                 self.warn(w)

@@ -113,3 +113,15 @@ def test_sockmap_refuses_another_modules_pins_with_a_message_error(pin_root):
     with pytest.raises((sockmap_deploy.SockmapError, bpf_loader.LoaderError), match='pins of a xdp_proxy'):
         dep.apply()
     assert (pin_root / 'qde' / 'prog_xdp_lb').exists()
+
+
+@pytest.mark.parametrize('kind', ['xdp_proxy', 'xdp_decap'])
+def test_present_needs_bcc_and_absent_does_not(pin_root, monkeypatch, kind):
+    def no_bcc():
+        raise bpf_loader.LoaderError('bcc is not importable by this Python')
+    monkeypatch.setattr(bpf_loader, 'require_bcc', no_bcc)
+    cls, params, error = deployments()[kind]
+    with pytest.raises(error, match='^bcc is not importable'):
+        cls(dict(params, name='qde', state='present')).run()
+    result = cls(dict(params, name='qde', state='absent')).run()
+    assert result['changed'] is False and result['pin_path'] == str(pin_root / 'qde')
