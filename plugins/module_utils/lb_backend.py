@@ -97,7 +97,7 @@ class LbBackend(object):
     def run(self):
         """Apply the desired state; returns the result dict. Raises BackendError with the user's message."""
         return deploy_run.reported(self._apply, self.fail, (LoaderError, ConfigError, agent_state.StateError),
-                                      os_error_note='nothing more was changed; rerun after fixing it')
+                                   os_error_note='nothing more was changed; rerun after fixing it')
 
     def _apply(self):
         path = record_path(self.p['name'])

@@ -14,8 +14,8 @@ import os
 import time
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_run, xdp_deploy
-from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
