@@ -25,7 +25,6 @@ import json
 import os
 import stat
 import struct
-import tempfile
 
 from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_syscall
 
@@ -168,17 +167,7 @@ def store(key, entry, cache_dir=None):
     _check_dir(directory)
     entry = dict(entry, key=key)
     entry['checksum'] = _checksum(entry)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % key[:16], dir=directory)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(entry, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, entry_path(key, directory))
-    except Exception:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    agent_state.write_atomic(entry_path(key, directory), json.dumps(entry, sort_keys=True), mode=0o600)
     prune(directory)
     return entry_path(key, directory)
 

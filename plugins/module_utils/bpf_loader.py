@@ -19,6 +19,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_cache, bpf_syscall
@@ -89,6 +90,14 @@ def require_source(sources, main):
     if not sources or main not in sources:
         raise LoaderError('bpf_sources has no %s: run this module through its action plugin (the ebpf.networking '
                           'collection must be installed on the controller)' % main)
+
+
+def require_sources(sources, names):
+    """Every one of names must be among the BPF sources the module's action plugin shipped (the tracers'
+    several programs and headers; require_source for a deployment's one program)."""
+    missing = [n for n in names if n not in (sources or {})]
+    if missing:
+        raise LoaderError('bpf_sources lacks %s: run this module through its action plugin' % ', '.join(missing))
 
 
 def require_bcc():
@@ -436,6 +445,14 @@ def container_pid(name, run_command=None):
     if not pid:
         raise LoaderError('container %s is not running: start it (docker start %s)' % (name, name))
     return pid
+
+
+def run_command(argv):
+    """(rc, stdout, stderr) of a command: the run_command for container_pid where no AnsibleModule's is at
+    hand (the host agent, XdpLbDeployment's default), to ask docker when its Python SDK is missing."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    out, err = proc.communicate()
+    return proc.returncode, out, err
 
 
 # --- XDP attach through netlink (pyroute2) ------------------------------------------------------

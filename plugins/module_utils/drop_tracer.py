@@ -143,11 +143,7 @@ class DropTracer(Tracer):
         p = self.p
         spec = validate(p)
         sources = p.get('bpf_sources') or {}
-        wanted_sources = SOURCES + (xdp_drops.SOURCES if p.get('xdp', True) else ())
-        missing = [n for n in wanted_sources if n not in sources]
-        if missing:
-            raise drop_trace.DropTraceError('bpf_sources lacks %s: run this module through its action plugin'
-                                            % ', '.join(missing))
+        bpf_loader.require_sources(sources, SOURCES + (xdp_drops.SOURCES if p.get('xdp', True) else ()))
         names, reasons_source = drop_trace.load_reasons(Btf.from_file)
         reasons = list(p.get('reasons') or [])
         if p.get('exclude_not_specified') and not reasons:

@@ -98,7 +98,7 @@ class XdpProxyDriver(object):
 
     def netns_path(self, params):
         from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
-        return bpf_loader.resolve_netns(params.get('container'), params.get('netns'), run_command)[0]
+        return bpf_loader.resolve_netns(params.get('container'), params.get('netns'), bpf_loader.run_command)[0]
 
     def check(self, name, params):
         """None when the deployment is in place, else why not (cheap: pins, then the attachment)."""
@@ -137,7 +137,7 @@ class XdpProxyDriver(object):
         wanted = dict(params, name=name, state='present', services=services)
         self._netns_cache.pop(name, None)
         try:
-            return deploy.XdpLbDeployment(wanted, run_command=run_command, warn=LOG.warning).run()
+            return deploy.XdpLbDeployment(wanted, warn=LOG.warning).run()  # its run_command: bpf_loader's
         except deploy.DeployError as e:
             raise ApplyError(e.msg)
 
@@ -168,8 +168,9 @@ class SockmapRedirectDriver(object):
 
     @staticmethod
     def _deployment(name, params):
-        from ansible_collections.ebpf.networking.plugins.module_utils import sockmap_deploy
-        return sockmap_deploy.SockmapDeployment(dict(params, name=name, state='present'), run_command=run_command)
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, sockmap_deploy
+        return sockmap_deploy.SockmapDeployment(dict(params, name=name, state='present'),
+                                                run_command=bpf_loader.run_command)
 
     def netns_path(self, params):
         return None
@@ -213,14 +214,6 @@ class SockmapRedirectDriver(object):
             sockmap_deploy.close_all(fds)
         return prometheus.sockmap_families(name, report['counters'], report['sockets'],
                                            attached=self.check(name, {}) is None)
-
-
-def run_command(argv):
-    """(rc, stdout, stderr) of a command: how the deploy code asks docker when its Python SDK is missing."""
-    import subprocess
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    out, err = proc.communicate()
-    return proc.returncode, out, err
 
 
 class ApplyError(Exception):

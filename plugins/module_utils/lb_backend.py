@@ -15,10 +15,10 @@ __metaclass__ = type
 import json
 import os
 import subprocess
-import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_loader, deploy_run
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import ConfigError, usable_ip
 
 DEFAULTS = {'name': 'xdp_lb_backend', 'state': 'present', 'vips': None, 'forwarding': 'dsr', 'interface': 'eth0',
@@ -30,11 +30,7 @@ ARP_SYSCTLS = (('arp_ignore', '1'), ('arp_announce', '2'))
 LOOSE_RP_FILTER = '2'
 
 
-class BackendError(Exception):
-    def __init__(self, msg, **extra):
-        super(BackendError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
+BackendError = DeployError  # the name the lb_backend module and its tests know it by
 
 
 def record_path(name):
@@ -99,22 +95,18 @@ class LbBackend(object):
         raise BackendError(msg, changes=self.changes, **kw)
 
     def run(self):
-        try:
-            path = record_path(self.p['name'])
-            record = agent_state.read_json(path) if os.path.exists(path) else None
-            if record is not None and not isinstance(record, dict):
-                record = None
-            if self.p['state'] == 'present':
-                return self.present(path, record or {})
-            return self.absent(path, record)
-        except BackendError:
-            raise
-        except (LoaderError, ConfigError, agent_state.StateError) as e:
-            self.fail(str(e))
-        except (OSError, IOError) as e:
-            self.fail('%s (nothing more was changed; rerun after fixing it)' % e)
-        except Exception as e:  # pylint: disable=broad-except
-            self.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+        """Apply the desired state; returns the result dict. Raises BackendError with the user's message."""
+        return deploy_run.reported(self._apply, self.fail, (LoaderError, ConfigError, agent_state.StateError),
+                                   os_error_note='nothing more was changed; rerun after fixing it')
+
+    def _apply(self):
+        path = record_path(self.p['name'])
+        record = agent_state.read_json(path) if os.path.exists(path) else None
+        if record is not None and not isinstance(record, dict):
+            record = None
+        if self.p['state'] == 'present':
+            return self.present(path, record or {})
+        return self.absent(path, record)
 
     def _netns(self):
         return bpf_loader.resolve_netns(self.p['container'], self.p['netns'], self.run_command)

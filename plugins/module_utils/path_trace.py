@@ -105,10 +105,7 @@ class PathTracer(drop_tracer.Tracer):
         if not 0 < p['max_packets'] <= 1000:
             raise drop_trace.DropTraceError('max_packets %d is out of range: use 1-1000' % p['max_packets'])
         sources = p.get('bpf_sources') or {}
-        missing = [n for n in SOURCES if n not in sources]
-        if missing:
-            raise drop_trace.DropTraceError('bpf_sources lacks %s: run this module through its action plugin'
-                                            % ', '.join(missing))
+        bpf_loader.require_sources(sources, SOURCES)
         packed = drop_trace.pack_filter(**spec)
         if self.check_mode:
             return dict(changed=bool(p.get('command')), packets=[], stats={}, truncated=False,

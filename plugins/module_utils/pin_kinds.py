@@ -12,6 +12,8 @@ deployment. No import from `ansible.`.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+
 # pin file name prefixes of each module's programs and maps (bpf/*.bpf.c function and map names)
 KINDS = (
     ('xdp_proxy', ('prog_xdp_lb', 'prog_xdp_peer_pass', 'map_lb_')),
@@ -38,3 +40,11 @@ def foreign_pins_message(pins, mine):
     return ('%s holds the pins of a %s deployment named %s, not of a %s one: %s would remove or replace them. '
             'Give this %s another name (or remove that deployment with its own module, state: absent).'
             % (pins.path, ' and '.join(others), pins.name, mine, 'this run', mine))
+
+
+def refuse_foreign(pins, mine):
+    """Raise LoaderError with foreign_pins_message when pins (a bpf_loader.PinSet) hold another module's
+    deployment: called first in a run of module mine, before anything is touched."""
+    message = foreign_pins_message(pins, mine)
+    if message:
+        raise LoaderError(message)

@@ -51,9 +51,7 @@ class SockmapDeployment(object):
         raise SockmapError(msg)
 
     def apply(self):
-        foreign = pin_kinds.foreign_pins_message(self.pins, 'sockmap_redirect')
-        if foreign:
-            self.fail(foreign)
+        pin_kinds.refuse_foreign(self.pins, 'sockmap_redirect')
         return self.present() if self.p.get('state', 'present') == 'present' else self.absent()
 
     # -- reading the pins --

@@ -14,10 +14,10 @@ __metaclass__ = type
 
 import os
 import struct
-import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, pin_kinds
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, deploy_run
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import ConfigError, ip_str, usable_ip
 
 MAIN_SOURCE = 'xdp_decap.bpf.c'
@@ -31,13 +31,6 @@ U32 = struct.Struct('=I')
 
 DEFAULTS = {'name': 'ipip_decap', 'state': 'present', 'interface': None, 'container': None, 'netns': None,
             'addresses': None, 'mode': 'auto', 'force': False, 'bpf_sources': None}
-
-
-class DeployError(Exception):
-    def __init__(self, msg, **extra):
-        super(DeployError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
 
 
 def normalize_addresses(addresses, interface_addrs):
@@ -114,21 +107,9 @@ class XdpDecapDeployment(object):
         raise DeployError(msg, changes=self.changes, **kw)
 
     def run(self):
-        try:
-            self.pins = bpf_loader.PinSet(self.p['name'])
-            foreign = pin_kinds.foreign_pins_message(self.pins, 'xdp_decap')
-            if foreign:
-                self.fail(foreign)
-            if self.p['state'] == 'present':
-                bpf_loader.require_bcc()
-                return self.present()
-            return self.absent()
-        except DeployError:
-            raise
-        except (LoaderError, ConfigError) as e:
-            self.fail(str(e))
-        except Exception as e:  # pylint: disable=broad-except
-            self.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+        """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
+        return deploy_run.reported(lambda: deploy_run.run_pinned(self, 'xdp_decap'), self.fail,
+                                   (LoaderError, ConfigError))
 
     def _open(self):
         """(Pinned, meta) of intact pins, else (None, None)."""

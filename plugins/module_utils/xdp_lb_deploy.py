@@ -11,12 +11,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import subprocess
 import time
-import traceback
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, pin_kinds, xdp_deploy
+from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, deploy_run, xdp_deploy
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
+from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
@@ -31,22 +30,6 @@ DEFAULTS = {
 }
 
 
-class DeployError(Exception):
-    """A failure for the user: msg says what is wrong and how to fix it; extra holds result keys
-    (changes made so far, pin_path, exception text)."""
-
-    def __init__(self, msg, **extra):
-        super(DeployError, self).__init__(msg)
-        self.msg = msg
-        self.extra = extra
-
-
-def _run_command(argv):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    out, err = proc.communicate()
-    return proc.returncode, out, err
-
-
 class XdpLbDeployment(object):
     """Make one deployment (pins under /sys/fs/bpf/ebpf_networking/<name>) match params.
 
@@ -58,7 +41,7 @@ class XdpLbDeployment(object):
 
     def __init__(self, params, run_command=None, check_mode=False, warn=None):
         self.p = dict(DEFAULTS, **dict((k, v) for k, v in params.items() if v is not None))
-        self.run_command = run_command or _run_command
+        self.run_command = run_command or bpf_loader.run_command
         self.warn = warn
         self.check_mode = check_mode
         self.pins = None
@@ -67,26 +50,14 @@ class XdpLbDeployment(object):
 
     def run(self):
         """Apply the desired state; returns the result dict. Raises DeployError with the user's message."""
-        try:
-            self.pins = bpf_loader.PinSet(self.p['name'])
-            foreign = pin_kinds.foreign_pins_message(self.pins, 'xdp_proxy')
-            if foreign:
-                self.fail(foreign)
-            if self.p['state'] == 'present':
-                bpf_loader.require_bcc()
-                result = self.present()
-            else:
-                result = self.absent()
-            if self.warn:
-                for w in self.warnings:
-                    self.warn(w)
-            return result
-        except DeployError:
-            raise
-        except (LoaderError, ConfigError) as e:
-            self.fail(str(e))
-        except Exception as e:  # pylint: disable=broad-except
-            self.fail('unexpected error: %s' % e, exception=traceback.format_exc())
+        return deploy_run.reported(self._apply, self.fail, (LoaderError, ConfigError))
+
+    def _apply(self):
+        result = deploy_run.run_pinned(self, 'xdp_proxy')
+        if self.warn:
+            for w in self.warnings:
+                self.warn(w)
+        return result
 
     # -- helpers --
     def fail(self, msg, **kw):

@@ -134,10 +134,7 @@ def run(module):
         changed = True
         if not module.check_mode:
             sources = p['bpf_sources'] or {}
-            missing = [n for n in drop_monitor.SOURCES if n not in sources]
-            if missing:
-                raise drop_monitor.MonitorError('bpf_sources lacks %s: run this module through its action plugin'
-                                                % ', '.join(missing))
+            bpf_loader.require_sources(sources, drop_monitor.SOURCES)
             drop_monitor.ensure_drop_monitor(sources=sources, pin_dir=pin_dir)
     after = drop_monitor.status(pin_dir)
     result = dict(changed=changed, running=after['running'], pin_dir=pin_dir, prog_id=after['prog_id'], counts=[],

@@ -40,6 +40,8 @@ author:
 requirements:
   - Linux with sock_ops, sk_msg and SOCKHASH (4.18+), a cgroup v2 mount, bpffs at /sys/fs/bpf
   - bcc (python3-bpfcc) and kernel headers on the target
+extends_documentation_fragment:
+  - ebpf.networking.program_cache
 attributes:
   check_mode:
     support: full
@@ -115,12 +117,6 @@ options:
     type: dict
 notes:
   - Redirected data bypasses netfilter, tc and tcpdump on the loopback or veth path.
-  - Compiled programs are kept in C(/var/cache/ebpf-networking/programs) (one entry per build, that is per sources, sizes,
-    kernel and bcc version), so a later load of the same build, such as the host agent's restore after a
-    reboot, skips the bcc compile. A missing, damaged or refused entry falls back to compiling; C(changes)
-    says which happened. C(EBPF_NETWORKING_CACHE_DIR) moves the cache.
-  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
-    (a lock under C(/run/ebpf-networking/locks)).
   - What can still go wrong. Bytes redirected to a receiver that does not read them within I(drain_timeout)
     of a reload or C(state=absent) are lost (the sender's write had succeeded). A connection established
     with TCP Fast Open data in its SYN is expected not to be accelerated (the sequence numbers in the two

@@ -49,6 +49,8 @@ requirements:
   - Linux with XDP and BPF LRU hash maps (4.18 or later), bpffs mounted at /sys/fs/bpf
   - bcc (python3-bpfcc) and kernel headers on the target, pyroute2
   - docker Python SDK on the target when I(container) is used
+extends_documentation_fragment:
+  - ebpf.networking.program_cache
 attributes:
   check_mode:
     support: full
@@ -275,12 +277,6 @@ notes:
   - ICMP errors quoting a packet of a flow (destination unreachable, fragmentation needed, time
     exceeded) are translated to the other side of the flow, so path-MTU discovery works through it.
   - TTL is decremented; a packet arriving with TTL 1 or less passes to the stack.
-  - Compiled programs are kept in C(/var/cache/ebpf-networking/programs) (one entry per build, that is per sources, sizes,
-    kernel and bcc version), so a later load of the same build, such as the host agent's restore after a
-    reboot, skips the bcc compile. A missing, damaged or refused entry falls back to compiling; C(changes)
-    says which happened. C(EBPF_NETWORKING_CACHE_DIR) moves the cache.
-  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
-    (a lock under C(/run/ebpf-networking/locks)).
 seealso:
   - module: ebpf.networking.xdp_stats
   - name: Maglev paper

@@ -19,22 +19,12 @@ import sys
 import pytest
 
 from conftest import read_sources, run_module
+from test_skb_drop_trace import SOURCES as DROP_SOURCES, fresh_netns, sh
+from test_skb_path_trace import SOURCES as PATH_SOURCES
 
 CLIENT, SERVER = 'q14-tc', 'q14-ts'
 SERVER_IP, PORT = '10.214.0.2', 7000
 SPIN_COMM = 'q14spin'
-DROP_SOURCES = ('skb_drop.bpf.c', 'skb_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h', 'pcap_match.h',
-                'xdp_drop.bpf.c', 'xdp_drop.h')
-PATH_SOURCES = ('skb_path.bpf.c', 'skb_path.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
-
-
-def sh(*cmd):
-    return subprocess.run(list(cmd), check=True, stdout=subprocess.PIPE, universal_newlines=True).stdout
-
-
-def del_netns(*names):
-    for n in names:
-        subprocess.run(['ip', 'netns', 'del', n], stderr=subprocess.DEVNULL, check=False)
 
 
 def connect(seconds):
@@ -47,19 +37,13 @@ def connect(seconds):
 @pytest.fixture(scope='module')
 def syn_dropping_pair(require_root):
     """A client namespace and a server namespace on a veth pair; the server's INPUT drops TCP to PORT."""
-    del_netns(CLIENT, SERVER)
-    try:
-        for n in (CLIENT, SERVER):
-            sh('ip', 'netns', 'add', n)
-            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
+    with fresh_netns(CLIENT, SERVER):
         sh('ip', '-n', CLIENT, 'link', 'add', 'q14c0', 'type', 'veth', 'peer', 'name', 'q14s0', 'netns', SERVER)
         for n, dev, addr in ((CLIENT, 'q14c0', '10.214.0.1/24'), (SERVER, 'q14s0', SERVER_IP + '/24')):
             sh('ip', '-n', n, 'addr', 'add', addr, 'dev', dev)
             sh('ip', '-n', n, 'link', 'set', dev, 'up')
         sh('ip', 'netns', 'exec', SERVER, 'iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', str(PORT), '-j', 'DROP')
         yield
-    finally:
-        del_netns(CLIENT, SERVER)
 
 
 @pytest.fixture

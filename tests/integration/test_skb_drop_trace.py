@@ -7,6 +7,7 @@ namespace, interface and process, filters, nothing lost silently, the module con
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -34,6 +35,38 @@ def del_netns(*names):
         subprocess.run(['ip', 'netns', 'del', n], stderr=subprocess.DEVNULL, check=False)
 
 
+@contextlib.contextmanager
+def fresh_netns(*names):
+    """Namespaces names, new (an earlier run's leftovers removed) with lo up; removed afterwards, also on failure."""
+    del_netns(*names)
+    try:
+        for n in names:
+            sh('ip', 'netns', 'add', n)
+            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
+        yield
+    finally:
+        del_netns(*names)
+
+
+def routed_row(left, router, right, net):
+    """Namespaces left -> router -> right on NET.1.0/24 and NET.2.0/24 (net like '10.205'): left .1.2 on
+    veth <left>0, router .1.1 on <router>-in and .2.1 on <router>-out, right .2.2 on <right>0, where <x> is
+    the namespace name after its last '-'. The router forwards, but its FORWARD chain drops UDP to port 9999.
+    The three namespaces exist already (fresh_netns)."""
+    def tail(name):
+        return name.rsplit('-', 1)[-1]
+    sides = ((left, tail(left) + '0', tail(router) + '-in'), (right, tail(right) + '0', tail(router) + '-out'))
+    for side, (n, dev, peer) in enumerate(sides, 1):
+        sh('ip', '-n', n, 'link', 'add', dev, 'type', 'veth', 'peer', 'name', peer, 'netns', router)
+        sh('ip', '-n', n, 'addr', 'add', '%s.%d.2/24' % (net, side), 'dev', dev)
+        sh('ip', '-n', router, 'addr', 'add', '%s.%d.1/24' % (net, side), 'dev', peer)
+        sh('ip', '-n', n, 'link', 'set', dev, 'up')
+        sh('ip', '-n', router, 'link', 'set', peer, 'up')
+        sh('ip', '-n', n, 'route', 'add', 'default', 'via', '%s.%d.1' % (net, side))
+    sh('ip', 'netns', 'exec', router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+    sh('ip', 'netns', 'exec', router, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
+
+
 def udp_sender(ns, dst, port, count, size=32):
     """argv that sends count UDP datagrams from namespace ns (a process: its own sends are process context)."""
     code = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
@@ -44,10 +77,7 @@ def udp_sender(ns, dst, port, count, size=32):
 @pytest.fixture(scope='module')
 def dropping_netns(require_root):
     """A namespace whose OUTPUT chain drops TCP to TARGET:8080 (TARGET lies behind a veth of its own)."""
-    del_netns(NS)
-    try:
-        sh('ip', 'netns', 'add', NS)
-        sh('ip', '-n', NS, 'link', 'set', 'lo', 'up')
+    with fresh_netns(NS):
         sh('ip', '-n', NS, 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1')  # no dummy module here
         sh('ip', '-n', NS, 'link', 'set', 'd1', 'up')
         sh('ip', '-n', NS, 'addr', 'add', '10.204.0.1/24', 'dev', 'd0')
@@ -55,42 +85,20 @@ def dropping_netns(require_root):
         sh('ip', 'netns', 'exec', NS, 'iptables', '-I', 'OUTPUT', '-d', TARGET, '-p', 'tcp', '--dport', '8080', '-j',
            'DROP')
         yield
-    finally:
-        del_netns(NS)
 
 
 @pytest.fixture(scope='module')
 def forwarding_router(require_root):
     """Three namespaces in a row; the middle one forwards but its FORWARD chain drops UDP to port 9999."""
-    del_netns(FA, FR, FB)
-    try:
-        for n in (FA, FR, FB):
-            sh('ip', 'netns', 'add', n)
-            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
-        sh('ip', '-n', FA, 'link', 'add', 'fa0', 'type', 'veth', 'peer', 'name', 'fr-in', 'netns', FR)
-        sh('ip', '-n', FB, 'link', 'add', 'fb0', 'type', 'veth', 'peer', 'name', 'fr-out', 'netns', FR)
-        for n, dev, addr in ((FA, 'fa0', '10.205.1.2/24'), (FR, 'fr-in', '10.205.1.1/24'),
-                             (FR, 'fr-out', '10.205.2.1/24'), (FB, 'fb0', '10.205.2.2/24')):
-            sh('ip', '-n', n, 'addr', 'add', addr, 'dev', dev)
-            sh('ip', '-n', n, 'link', 'set', dev, 'up')
-        sh('ip', '-n', FA, 'route', 'add', 'default', 'via', '10.205.1.1')
-        sh('ip', '-n', FB, 'route', 'add', 'default', 'via', '10.205.2.1')
-        sh('ip', 'netns', 'exec', FR, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-        sh('ip', 'netns', 'exec', FR, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
+    with fresh_netns(FA, FR, FB):
+        routed_row(FA, FR, FB, '10.205')
         yield
-    finally:
-        del_netns(FA, FR, FB)
 
 
 @pytest.fixture(scope='module')
 def storm_netns(require_root):
-    del_netns(STORM_NS)
-    try:
-        sh('ip', 'netns', 'add', STORM_NS)
-        sh('ip', '-n', STORM_NS, 'link', 'set', 'lo', 'up')
+    with fresh_netns(STORM_NS):
         yield STORM_NS
-    finally:
-        del_netns(STORM_NS)
 
 
 def trace(check_mode=False, **args):

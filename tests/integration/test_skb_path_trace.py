@@ -10,7 +10,7 @@ __metaclass__ = type
 import pytest
 
 from conftest import read_sources, run_module
-from test_skb_drop_trace import del_netns, sh, udp_sender
+from test_skb_drop_trace import fresh_netns, routed_row, sh, udp_sender
 
 PA, PR, PB = 'dt-pa', 'dt-pr', 'dt-pb'
 SOURCES = ('skb_path.bpf.c', 'skb_path.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
@@ -24,27 +24,12 @@ def mac(ns, dev):
 def path_lab(require_root):
     """The router drops UDP to port 9999 in FORWARD and forwards the rest; neighbours are static, so no
     packet waits for ARP (a queued skb may be copied, which starts a new path)."""
-    del_netns(PA, PR, PB)
-    try:
-        for n in (PA, PR, PB):
-            sh('ip', 'netns', 'add', n)
-            sh('ip', '-n', n, 'link', 'set', 'lo', 'up')
-        sh('ip', '-n', PA, 'link', 'add', 'pa0', 'type', 'veth', 'peer', 'name', 'pr-in', 'netns', PR)
-        sh('ip', '-n', PB, 'link', 'add', 'pb0', 'type', 'veth', 'peer', 'name', 'pr-out', 'netns', PR)
-        for n, dev, addr in ((PA, 'pa0', '10.208.1.2/24'), (PR, 'pr-in', '10.208.1.1/24'),
-                             (PR, 'pr-out', '10.208.2.1/24'), (PB, 'pb0', '10.208.2.2/24')):
-            sh('ip', '-n', n, 'addr', 'add', addr, 'dev', dev)
-            sh('ip', '-n', n, 'link', 'set', dev, 'up')
-        sh('ip', '-n', PA, 'route', 'add', 'default', 'via', '10.208.1.1')
-        sh('ip', '-n', PB, 'route', 'add', 'default', 'via', '10.208.2.1')
+    with fresh_netns(PA, PR, PB):
+        routed_row(PA, PR, PB, '10.208')
         sh('ip', '-n', PA, 'neigh', 'replace', '10.208.1.1', 'lladdr', mac(PR, 'pr-in'), 'dev', 'pa0', 'nud', 'permanent')
         sh('ip', '-n', PR, 'neigh', 'replace', '10.208.2.2', 'lladdr', mac(PB, 'pb0'), 'dev', 'pr-out', 'nud',
            'permanent')
-        sh('ip', 'netns', 'exec', PR, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-        sh('ip', 'netns', 'exec', PR, 'iptables', '-I', 'FORWARD', '-p', 'udp', '--dport', '9999', '-j', 'DROP')
         yield
-    finally:
-        del_netns(PA, PR, PB)
 
 
 def path(check_mode=False, **args):

@@ -94,6 +94,20 @@ def test_an_entry_reads_back_as_written_in_a_private_directory(cache_dir):
     assert os.listdir(cache_dir) == ['k1.json'], 'no temporary file left'
 
 
+def test_a_failed_store_keeps_the_old_entry_and_leaves_no_temporary(cache_dir, monkeypatch):
+    path = bpf_cache.store('k1', entry(), cache_dir)
+    old = open(path).read()
+
+    def broken_rename(src, dst):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(os, 'rename', broken_rename)
+    changed = entry()
+    changed['license'] = 'Dual BSD/GPL'
+    with pytest.raises(OSError):
+        bpf_cache.store('k1', changed, cache_dir)
+    assert open(path).read() == old and os.listdir(cache_dir) == ['k1.json']
+
+
 def test_a_missing_entry_is_a_plain_miss(cache_dir):
     with pytest.raises(bpf_cache.CacheMiss, match='^no cached copy$'):
         bpf_cache.read('nothere', cache_dir)
