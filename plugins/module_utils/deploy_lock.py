@@ -52,8 +52,15 @@ def deployment_lock(kind, name, purpose, timeout=None, run_dir=None):
     """
     path = lock_path(kind, name, run_dir)
     directory = os.path.dirname(path)
-    agent_state.make_dirs(directory)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        agent_state.make_dirs(directory)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except (IOError, OSError) as e:
+        raise agent_state.StateError(
+            'cannot create the lock file %s of deployment %s/%s: %s. The run directory (%s, set by '
+            'EBPF_NETWORKING_RUN_DIR) must be a writable directory on a local file system; remove what is in '
+            'the way or point EBPF_NETWORKING_RUN_DIR elsewhere.'
+            % (path, kind, name, e.strerror or e, run_dir or agent_state.RUN_DIR))
     try:
         deadline = None if timeout is None else time.time() + timeout
         while True:

@@ -337,7 +337,7 @@ class Agent(object):
         except deploy_lock.DeploymentLocked as e:
             LOG.info('%s: not in place (%s) but %s; checking again next poll', t.key, reason, e)
             return False
-        except ApplyError as e:
+        except (ApplyError, agent_state.StateError) as e:
             self.note_error(t, 'restore failed (%s): %s; retrying' % (reason, e))
             return False
         took = time.time() - started
@@ -415,7 +415,7 @@ class Agent(object):
             except deploy_lock.DeploymentLocked as e:
                 LOG.info('%s: health change waits: %s', t.key, e)
                 return
-            except ApplyError as e:
+            except (ApplyError, agent_state.StateError) as e:
                 self.note_error(t, 'applying health changes failed: %s' % e)
                 return
             t.applied = services

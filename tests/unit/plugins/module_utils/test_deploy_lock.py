@@ -112,8 +112,10 @@ def test_a_lock_directory_created_by_another_process_meanwhile_is_used(tmp_path,
     assert os.path.isfile(deploy_lock.lock_path('xdp_proxy', 'q12race', str(tmp_path)))
 
 
-def test_a_file_where_the_lock_directory_belongs_is_still_an_error(tmp_path):
+def test_a_file_where_the_lock_directory_belongs_is_an_error_naming_the_path_and_the_fix(tmp_path):
     (tmp_path / 'locks').write_text(u'not a directory')
-    with pytest.raises(OSError):
+    with pytest.raises(agent_state.StateError) as e:
         with deploy_lock.deployment_lock('xdp_proxy', 'q12file', 'file', timeout=0, run_dir=str(tmp_path)):
             pass
+    assert str(tmp_path / 'locks' / 'xdp_proxy' / 'q12file.lock') in str(e.value)
+    assert 'EBPF_NETWORKING_RUN_DIR' in str(e.value)

@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import shutil
 import socket
 import urllib.request
 
@@ -351,3 +353,27 @@ def test_no_restore_of_a_state_replaced_before_the_lock_was_ours(env):
     assert driver.applied == [], 'applied the saved state the module had just replaced'
     agent.tick()
     assert driver.applied == [('lb1', ['127.0.0.1'])], 'the new saved state is applied'
+
+
+def test_a_lock_that_cannot_be_created_is_an_error_of_that_deployment_and_retried(env, caplog):
+    """The run directory is damaged (a file where locks/ belongs): the restore is reported as failed with
+    the path and the fix, the agent keeps running, and it restores once the run directory is mended."""
+    cfg, driver, clock, agent = env
+    save(cfg, ports=(81, 82))
+    agent.tick()
+    driver.broken['lb1'] = 'pins missing (not deployed)'
+    locks = os.path.join(cfg['run_dir'], 'locks')
+    if os.path.isdir(locks):
+        shutil.rmtree(locks)
+    if not os.path.isdir(cfg['run_dir']):
+        os.makedirs(cfg['run_dir'])
+    with open(locks, 'w') as f:
+        f.write('in the way')
+    agent.tick()
+    assert driver.applied == []
+    assert agent.errors.get('xdp_proxy/lb1') == 1
+    assert any('EBPF_NETWORKING_RUN_DIR' in r.getMessage() and locks in r.getMessage() for r in caplog.records)
+    os.unlink(locks)
+    clock.now += 60
+    agent.tick()
+    assert driver.applied == [('lb1', ['127.0.0.1', '127.0.0.1'])]
