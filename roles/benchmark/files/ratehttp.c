@@ -125,6 +125,23 @@ static void conn_open(struct conn *c)
 	epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
+/* a non-blocking connect finished: idle and waiting for responses, or down for 100 ms */
+static void on_connect_done(struct conn *c, uint64_t now)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+	if (err) {
+		errors[E_CONNECT]++;
+		conn_close(c, now, 100000000ull);
+	} else {
+		c->state = IDLE;
+		epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
+	}
+}
+
 /* 1: a whole response is in c->buf (status and whether the server closes returned), 0: not yet, -1: bad */
 static int parse_response(struct conn *c, int *status, int *server_closes)
 {
@@ -335,19 +352,8 @@ int main(int argc, char **argv)
 		int idle = 0, n = epoll_wait(epfd, evs, 256, 10);
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
-			if (c->state == CONNECTING) {
-				int err = 0;
-				socklen_t l = sizeof(err);
-				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-				if (err) {
-					errors[E_CONNECT]++;
-					conn_close(c, now_ns(), 100000000ull);
-				} else {
-					c->state = IDLE;
-					epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-				}
-			}
+			if (c->state == CONNECTING)
+				on_connect_done(c, now_ns());
 		}
 		for (long i = 0; i < conns; i++)
 			idle += cs[i].state == IDLE;
@@ -423,19 +429,9 @@ int main(int argc, char **argv)
 		now = now_ns();
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
-			if (c->state == CONNECTING) {
-				int err = 0;
-				socklen_t l = sizeof(err);
-				struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-				if (err) {
-					errors[E_CONNECT]++;
-					conn_close(c, now, 100000000ull);
-				} else {
-					c->state = IDLE;
-					epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
-				}
-			} else if (c->fd >= 0) {
+			if (c->state == CONNECTING)
+				on_connect_done(c, now);
+			else if (c->fd >= 0) {
 				on_readable(c, now);
 			}
 		}
