@@ -26,8 +26,10 @@ TARGETS = [
     ('drop tracing costs < 5% throughput', 'traced_over_untraced_rps', '>=', 0.95),
 ]
 USER_HZ = 100  # /proc/stat's unit
-# a latency run whose sends were this late this often did not hold the offered rate
-LATE_SHARE = 0.01
+# a latency path held the offered rate when it completed at least this share of it and left nothing unsent
+# (sends later than ratehttp's -l are counted and shown, not judged: on a shared 2-vCPU machine the
+# client itself is descheduled for milliseconds, and the latency counts from the due time anyway)
+HELD_SHARE = 0.98
 
 
 def cpu_per_request(text, requests):
@@ -89,7 +91,9 @@ def latency_summary(runs):
                     'late_sends': sum(r['late_sends'] for r in parsed),
                     'error_kinds': dict((k, sum(r.get('error_kinds', {}).get(k, 0) for r in parsed))
                                         for k in sorted(set(k for r in parsed for k in r.get('error_kinds', {}))))})
-        row['rate_held'] = bool(due) and row['late_sends'] <= LATE_SHARE * due
+        row['late_share'] = round(row['late_sends'] / float(due), 4) if due else None
+        row['rate_held'] = bool(due) and not row['error_kinds'].get('unsent') and \
+            (row['achieved_rps'] or 0) >= HELD_SHARE * (row['offered_rps'] or 0)
         out[target] = row
     return out
 
@@ -235,16 +239,17 @@ def main():
     }, outdir + '/chart.svg')
 
     print('profile %s, kernel %s, %s CPUs, XDP %s' % (raw['profile'], raw['kernel'], raw['cpus'], raw['xdp_mode']))
-    print('%-9s %9s %8s %8s %8s %8s | at %s req/s offered: %8s %8s %8s %8s' % (
-        'path', 'req/s', 'p50', 'p99', 'cpu/req', 'sirq/req', raw.get('latency_rate'), 'p50', 'p99', 'p99.9', 'achieved'))
+    print('%-9s %9s %8s %8s %8s %8s | at %s req/s offered: %8s %8s %8s %8s %6s' % (
+        'path', 'req/s', 'p50', 'p99', 'cpu/req', 'sirq/req', raw.get('latency_rate'), 'p50', 'p99', 'p99.9', 'achieved', 'late'))
     for t in paths:
         row, lr = h[t], lat.get(t, {})
-        print('%-9s %9.0f %6.2fms %6.2fms %6.1fus %6.1fus | %s %6.2fms %6.2fms %6.2fms %8.0f%s%s' % (
+        print('%-9s %9.0f %6.2fms %6.2fms %6.1fus %6.1fus | %s %6.2fms %6.2fms %6.2fms %8.0f %5.1f%%%s%s' % (
             t, row['rps'], row['p50_ms'] or 0, row['p99_ms'] or 0, row['cpu_us_per_req'] or 0, row['softirq_us_per_req'] or 0,
             ' ' * len('at %s req/s offered:' % raw.get('latency_rate')), lr.get('p50_ms') or 0, lr.get('p99_ms') or 0,
-            lr.get('p999_ms') or 0, lr.get('achieved_rps') or 0,
+            lr.get('p999_ms') or 0, lr.get('achieved_rps') or 0, 100 * (lr.get('late_share') or 0),
             '  ERRORS' if row['errors'] or lr.get('errors') else '',
-            '' if lr.get('rate_held', True) else '  RATE NOT HELD (%d late sends)' % lr['late_sends']))
+            '' if lr.get('rate_held', True) else '  RATE NOT HELD (achieved %.0f of %.0f, %d unsent)'
+            % (lr['achieved_rps'] or 0, lr['offered_rps'] or 0, lr['error_kinds'].get('unsent', 0))))
     for k in sorted(lo):
         print('local %-17s %10.0f ops/s %9.1f MB/s' % (k, lo[k]['ops_per_sec'], lo[k]['mbytes_per_sec']))
     print('drop trace: untraced %.0f req/s, traced %.0f req/s' % (tr['untraced_rps'], tr['traced_rps']))
