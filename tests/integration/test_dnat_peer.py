@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -30,11 +31,12 @@ def netns_pid(require_root):
         sh('ip', 'netns', 'exec', name, 'ip', 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'q13peer')
         proc = subprocess.Popen(['ip', 'netns', 'exec', name, 'sleep', '120'])
         # wait until the sleep runs inside the namespace
-        for _ in range(100):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
             if os.path.exists('/proc/%d/ns/net' % proc.pid) and \
                     os.readlink('/proc/%d/ns/net' % proc.pid) != os.readlink('/proc/self/ns/net'):
                 break
-            subprocess.run(['sleep', '0.05'])
+            time.sleep(0.05)
         yield name, proc.pid
     finally:
         if proc:

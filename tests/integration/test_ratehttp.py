@@ -92,7 +92,7 @@ def server():
 
 def run(binary, url, rate, conns, seconds, *extra):
     p = subprocess.run([binary, '-r', str(rate), '-c', str(conns), '-d', str(seconds)] + list(extra) + [url],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60, check=False)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
@@ -167,7 +167,8 @@ def test_a_server_that_never_answers_is_timeouts(ratehttp, server):
     (['-r', '10', '-c', '1', '-d', '1', '-w', '2', 'http://127.0.0.1/'], 'WARMUP'),
 ])
 def test_bad_arguments_say_what_is_wrong(ratehttp, args, message):
-    p = subprocess.run([ratehttp] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.run([ratehttp] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       check=False)
     assert p.returncode == 2
     assert message in p.stderr
     assert p.stdout == ''

@@ -73,8 +73,8 @@ def http_summary(runs):
     out = {}
     for target, texts in runs.items():
         parsed = [wrk(t) for t in texts]
-        out[target] = dict((k, median(r[k] for r in parsed)) for k in ('rps', 'p50_ms', 'p99_ms', 'cpu_us_per_req',
-                                                                        'softirq_us_per_req'))
+        keys = ('rps', 'p50_ms', 'p99_ms', 'cpu_us_per_req', 'softirq_us_per_req')
+        out[target] = dict((k, median(r[k] for r in parsed)) for k in keys)
         out[target].update({'runs': len(parsed), 'errors': any(r['errors'] for r in parsed)})
     return out
 
@@ -84,8 +84,8 @@ def latency_summary(runs):
     out = {}
     for target, texts in runs.items():
         parsed = [latency(t) for t in texts]
-        row = dict((k, median(r.get(k) for r in parsed)) for k in ('p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms',
-                                                                    'achieved_rps', 'offered_rps'))
+        keys = ('p50_ms', 'p90_ms', 'p99_ms', 'p999_ms', 'max_ms', 'achieved_rps', 'offered_rps')
+        row = dict((k, median(r.get(k) for r in parsed)) for k in keys)
         due = sum(r.get('due', 0) for r in parsed)
         row.update({'runs': len(parsed), 'errors': sum(r['errors'] for r in parsed), 'due': due,
                     'late_sends': sum(r['late_sends'] for r in parsed),
