@@ -64,39 +64,6 @@ static __always_inline __u8 lb_tcp_state_bits(const struct tcphdr *th, int reply
 	return bits;
 }
 
-/* The TCP timestamp option's TSval (host order), or 0 when the segment has none. Reads at most 10
- * options: Linux sends NOP, NOP, TS (MSS, SACK_PERM, TS on a SYN), other stacks put it later. */
-static __always_inline __u32 lb_tcp_tsval(const struct tcphdr *th, const void *data_end)
-{
-	const __u8 *opts = (const __u8 *)(th + 1);
-	__u32 len = th->doff * 4;
-	__u32 off = 0;
-
-	if (len <= sizeof(*th))
-		return 0;
-	len -= sizeof(*th);
-#pragma unroll
-	for (int i = 0; i < 10; i++) {
-		if (off + 10 > len)
-			return 0; /* no room left for a timestamp option */
-		const __u8 *opt = opts + (off & 63);
-		if ((const void *)(opt + 10) > data_end)
-			return 0;
-		if (opt[0] == 0) /* end of options */
-			return 0;
-		if (opt[0] == 1) { /* NOP */
-			off += 1;
-			continue;
-		}
-		if (opt[0] == 8 && opt[1] == 10)
-			return ((__u32)opt[2] << 24) | ((__u32)opt[3] << 16) | ((__u32)opt[4] << 8) | opt[5];
-		if (opt[1] < 2)
-			return 0; /* malformed */
-		off += opt[1];
-	}
-	return 0;
-}
-
 /*
  * Record a packet on a flow: new state bits and the time. Writes only when something changed or
  * the time moved by LB_TOUCH. A state change restarts the timeout (closing runs from the FIN).

@@ -15,20 +15,6 @@
  *      used, and the verifier follows at most ~1000 iterations of a bounded loop.
  * A slot is free when empty, held by this same 5-tuple, or its flow is gone, closed or expired.
  * Taking a dead flow's slot deletes that flow's entry: its client must not write into the new flow.
- *
- * The backend's TIME_WAIT: a backend that closed first keeps the 4-tuple (SNAT address and port,
- * backend) in TIME_WAIT for 60 s and accepts a new SYN on it only with a newer TCP timestamp than the
- * last one it saw (PAWS), or without timestamps a higher sequence number. Linux gives every
- * connection its own timestamp offset, so a SYN from another client connection is older in about
- * half the cases: the backend answers with an ACK, the client resets and retries 2 jiffies later
- * (or after 1 s if the backend rate-limits that ACK). The port cannot be held for the 60 s as
- * netfilter's conntrack does (at 4,000 connections/s that takes 240,000 ports), so the slot
- * remembers the closed flow's last client timestamp (its "TIME_WAIT stamp", set from the client's
- * FIN; a RST leaves none: it ends the backend's socket) and a new flow takes a free port whose stamp
- * its SYN's timestamp passes. When none of the ports checked qualifies, the first free one is taken
- * all the same and counted (snat_ports_reused_in_time_wait): a busy load balancer never refuses a
- * flow for it. The same client 5-tuple (a client reusing its port) takes its own port back whatever
- * the stamp: its timestamps continue the old connection's.
  * A flow is refused when its own port and the LB_SNAT_SCAN ports after a random one are all held by
  * live flows: with random ports in use that is when the range is (nearly) full.
  * Two CPUs may pick the same free slot in the same instant; the later write wins and the other
@@ -58,40 +44,9 @@ static __always_inline const struct lb_snat_addr *lb_svc_snat(const struct lb_se
 	return &svc->snat[which & (LB_SVC_SNAT_MAX - 1)];
 }
 
-/* The TIME_WAIT stamp of a client TSval: >> 8 and plus 1 (rounded up: a SYN passes it only when
- * strictly newer, as PAWS wants), never 0 (= no stamp). */
-static __always_inline __u64 lb_time_wait_stamp(__u32 tsval)
-{
-	__u64 stamp = ((tsval >> 8) + 1) & 0xffffff;
-	return stamp ? stamp : 1;
-}
-
-/* A slot's free time and TIME_WAIT stamp (0: none) together. */
-static __always_inline void lb_slot_set(struct lb_snat_slot *slot, __u64 free_at, __u64 stamp)
-{
-	slot->free_at = (free_at & LB_SLOT_TIME_MASK) | (stamp << LB_SLOT_TIME_BITS);
-}
-
-static __always_inline __u64 lb_slot_stamp(const struct lb_snat_slot *slot)
-{
-	return slot->free_at >> LB_SLOT_TIME_BITS;
-}
-
-/* Would the backend's TIME_WAIT (if any) behind this slot accept a SYN with this TSval (0: none)? */
-static __always_inline int lb_time_wait_accepts(__u64 slot_word, __u32 syn_tsval, __u64 now)
-{
-	__u32 stamp = slot_word >> LB_SLOT_TIME_BITS;
-	if (stamp == 0 || syn_tsval == 0 || now >= (slot_word & LB_SLOT_TIME_MASK) + LB_BACKEND_TIME_WAIT)
-		return 1;
-	/* (syn_tsval >> 8) >= stamp, modulo 2^24 */
-	return (((syn_tsval >> 8) - stamp) & 0xffffff) < 0x800000;
-}
-
 /* Claim (snat_index, port offset) for key if it is free. Returns 1 when claimed, 2 when claimed by
- * reclaiming a dead flow's port, 0 when a live flow holds it, or (unless any_time_wait) when the
- * backend's TIME_WAIT behind it would reject this SYN. */
-static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const struct lb_flow_key *key, __u64 now,
-				       __u32 syn_tsval, int any_time_wait)
+ * reclaiming a dead flow's port, 0 when a live flow holds it. */
+static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const struct lb_flow_key *key, __u64 now)
 {
 	__u32 idx = snat_index * LB_SNAT_PORTS + port_off;
 	struct lb_snat_slot *slot = lb_snat_slot(idx);
@@ -101,8 +56,6 @@ static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const s
 		return 0;
 	if (slot->key.proto != 0 && !lb_key_equal(&slot->key, key)) {
 		struct lb_flow_key old = slot->key;
-		if (!any_time_wait && !lb_time_wait_accepts(slot->free_at, syn_tsval, now))
-			return 0;
 		struct lb_flow *holder = lb_flow_find(&old);
 		if (holder && holder->snat_index == snat_index &&
 		    holder->snat_port == bpf_htons((__u16)(LB_SNAT_PORT_MIN + port_off))) {
@@ -113,14 +66,13 @@ static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const s
 		}
 	}
 	slot->key = *key;
-	lb_slot_set(slot, now + lb_flow_timeout(0, key->proto), 0);
+	slot->free_at = now + lb_flow_timeout(0, key->proto);
 	return result;
 }
 
-/* Pick the SNAT address and port for a new flow whose first packet carries syn_tsval (0: none).
- * Returns 0 and fills flow->snat_*, or -1. */
+/* Pick the SNAT address and port for a new flow. Returns 0 and fills flow->snat_*, or -1. */
 static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const struct lb_service *svc, __u32 hash,
-					__u64 now, __u32 syn_tsval, struct lb_flow *flow)
+					__u64 now, struct lb_flow *flow)
 {
 	__u32 count = svc->snat_count;
 	__u32 which = 0, port_off = 0;
@@ -131,46 +83,29 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 	which = hash % count;
 	port_off = (hash >> 8) % LB_SNAT_PORTS;
 	if (which < LB_SVC_SNAT_MAX)
-		how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now, syn_tsval, 0);
+		how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now);
 	if (!how) {
 		__u32 total = count * LB_SNAT_PORTS;
 		__u32 start = bpf_get_prandom_u32() % total;
-		__u32 pos = 0, first_free = 0;
-		__u64 seen_free = 0;
 		int found = 0;
 		lb_count_global(LB_CNT_PORT_SCAN);
 #pragma nounroll
 		for (__u32 i = 0; i < LB_SNAT_SCAN; i++) {
 			/* one exit test per slot: the verifier walks every iteration, and a branch that
-			 * continues the loop would double its paths; so the first free slot (whatever its
-			 * TIME_WAIT stamp) is remembered with arithmetic, not a branch */
-			pos = (start + i) % total;
+			 * continues the loop would double its paths */
+			__u32 pos = (start + i) % total;
 			which = pos / LB_SNAT_PORTS;
 			port_off = pos % LB_SNAT_PORTS;
 			struct lb_snat_slot *slot = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
 			if (!slot)
 				break;
-			__u64 word = slot->free_at;
-			/* free: now >= free_at (0 in a never used slot); jiffies stay far below 2^63 */
-			__u64 free = ((now - (word & LB_SLOT_TIME_MASK)) >> 63) ^ 1;
-			first_free += (pos - first_free) * (__u32)(free & (seen_free ^ 1));
-			seen_free |= free;
-			if (free && lb_time_wait_accepts(word, syn_tsval, now)) {
+			if (slot->key.proto == 0 || now >= slot->free_at) {
 				found = 1;
 				break;
 			}
 		}
 		if (found)
-			how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now, syn_tsval, 0);
-		if (!how && seen_free) {
-			/* no free port checked has a TIME_WAIT stamp this SYN passes: the first free one */
-			which = first_free / LB_SNAT_PORTS;
-			port_off = first_free % LB_SNAT_PORTS;
-			if (which < LB_SVC_SNAT_MAX)
-				how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now, syn_tsval, 1);
-			if (how)
-				lb_count_global(LB_CNT_PORT_TIME_WAIT);
-		}
+			how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now);
 		if (!how)
 			return -1;
 	}

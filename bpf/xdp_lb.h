@@ -9,7 +9,7 @@
 #ifndef EBPF_NETWORKING_XDP_LB_H
 #define EBPF_NETWORKING_XDP_LB_H
 
-#define LB_LAYOUT_VERSION 3 /* 3: lb_snat_slot.free_at carries a TIME_WAIT stamp */
+#define LB_LAYOUT_VERSION 2
 
 /* Sizes come from the module as -D flags; these defaults keep the file compilable alone. */
 #ifndef LB_MAX_SERVICES
@@ -55,11 +55,6 @@
 #define LB_TO_UDP (60 * LB_HZ)
 #endif
 #define LB_TOUCH LB_HZ /* refresh last_seen at most once a second: timeouts need no finer time */
-/* How long a backend that closed first keeps its TIME_WAIT on the 4-tuple (Linux: TCP_TIMEWAIT_LEN, 60 s,
- * not configurable): while it does, the port's closing timestamp decides which new SYN may take it. */
-#ifndef LB_BACKEND_TIME_WAIT
-#define LB_BACKEND_TIME_WAIT (60 * LB_HZ)
-#endif
 
 /* All addresses and ports in network byte order. */
 struct lb_service_key {
@@ -177,11 +172,8 @@ struct lb_flow {
  * free port reads this array only. The flow entry has the last word when it exists. */
 struct lb_snat_slot {
 	struct lb_flow_key key;
-	__u64 free_at; /* jiffies in the low LB_SLOT_TIME_BITS bits; the high bits hold the TIME_WAIT stamp
-			* (bpf/lb_snat.h): the last client TCP timestamp of the closed flow, >> 8, plus 1; 0 = none */
+	__u64 free_at; /* jiffies */
 };
-#define LB_SLOT_TIME_BITS 40 /* 2^40 jiffies: 34 years at HZ 1000 */
-#define LB_SLOT_TIME_MASK ((1ULL << LB_SLOT_TIME_BITS) - 1)
 
 struct lb_counters {
 	__u64 packets;
@@ -210,7 +202,6 @@ enum lb_global_counter {
 	LB_CNT_ICMP_TRANSLATED,
 	LB_CNT_ENCAP_TOO_BIG,      /* ipip: the packet plus the outer header exceeds the egress MTU: dropped */
 	LB_CNT_DSR_NOT_NEIGHBOUR,  /* dsr: the route to the backend has a gateway, MAC rewrite cannot reach it */
-	LB_CNT_PORT_TIME_WAIT,     /* a new flow took a port whose backend TIME_WAIT may reject its SYN: no other was free */
 	LB_CNT_MAX,
 };
 

@@ -160,11 +160,10 @@ static __always_inline int lb_backend_present(const struct lb_flow *flow)
 
 /*
  * A first packet for a service: pick the backend, the SNAT port, the next hops; record the flow.
- * syn_tsval: the packet's TCP timestamp (0: none), for the SNAT port choice (bpf/lb_snat.h).
  * Fills *flow. Returns 0, or an XDP verdict to return at once.
  */
 static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, const struct lb_flow_key *key,
-				       const struct lb_service *svc, __u64 now, __u32 syn_tsval, struct lb_flow *flow)
+				       const struct lb_service *svc, __u64 now, struct lb_flow *flow)
 {
 	__u32 svc_index = svc->index;
 	__u32 ring_gen = svc->ring_gen;
@@ -201,7 +200,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 		flow->snat_ip = svc->snat[0].ip; /* the outer source address */
 	} else if (forwarding == LB_FWD_DSR) {
 		flow->snat_ip = key->daddr; /* only the FIB lookup's source: the packet keeps its addresses */
-	} else if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, syn_tsval, flow) != 0) {
+	} else if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, flow) != 0) {
 		lb_count_global(LB_CNT_SNAT_EXHAUSTED);
 		lb_count_service_drop(svc_index, 1);
 		return XDP_DROP;
@@ -423,9 +422,7 @@ int xdp_lb(struct xdp_md *ctx)
 			return XDP_DROP;
 		}
 		if (lb_flow_touch(flow, th ? lb_tcp_state_bits(th, 1) : 0, now))
-			/* a RST ends the backend's socket: no TIME_WAIT behind the port */
-			lb_slot_set(slot, lb_flow_free_at(flow, fkey.proto, now),
-				    (flow->state & LB_ST_RST) ? 0 : lb_slot_stamp(slot));
+			slot->free_at = lb_flow_free_at(flow, fkey.proto, now);
 		struct lb_flow f = *flow; /* the LRU entry may be evicted under us */
 		lb_count_flow(f.svc_index, f.backend_slot, 1, data_end - data, 0);
 		lb_rewrite(iph, ports, l4_check, fkey.daddr, fkey.saddr, fkey.dport, fkey.sport);
@@ -470,15 +467,7 @@ int xdp_lb(struct xdp_md *ctx)
 				lb_conntrack.delete(&key);
 				return XDP_DROP;
 			}
-			/* the client's FIN: the timestamp a backend in TIME_WAIT will compare new SYNs with */
-			__u64 stamp = lb_slot_stamp(slot);
-			if (flow->state & LB_ST_RST)
-				stamp = 0;
-			else if (th && th->fin) {
-				__u32 tsval = lb_tcp_tsval(th, data_end);
-				stamp = tsval ? lb_time_wait_stamp(tsval) : 0;
-			}
-			lb_slot_set(slot, lb_flow_free_at(flow, key.proto, now), stamp);
+			slot->free_at = lb_flow_free_at(flow, key.proto, now);
 		}
 		f = *flow;
 	} else {
@@ -491,7 +480,7 @@ int xdp_lb(struct xdp_md *ctx)
 			lb_count_global(LB_CNT_PASSED);
 			return XDP_PASS; /* our address, not a service: the stack gets it untouched */
 		}
-		int verdict = lb_new_flow(ctx, eth, &key, svc, now, (th && th->syn) ? lb_tcp_tsval(th, data_end) : 0, &f);
+		int verdict = lb_new_flow(ctx, eth, &key, svc, now, &f);
 		if (verdict)
 			return verdict;
 		if (th && (th->fin || th->rst)) {

@@ -20,7 +20,7 @@ PROTOCOL_NAMES = dict((v, k) for k, v in PROTOCOLS.items())
 
 # bump with LB_LAYOUT_VERSION in bpf/xdp_lb.h: flow tables are kept across a reload only when
 # their layout is the same
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 2
 SVC_SNAT_MAX = 4  # LB_SVC_SNAT_MAX
 
 SERVICE_KEY = struct.Struct('=4s2sBx')
@@ -48,7 +48,7 @@ COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
                    'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
-                   'dsr_backend_not_neighbour', 'snat_ports_reused_in_time_wait')
+                   'dsr_backend_not_neighbour')
 # how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
 # dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
 FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}

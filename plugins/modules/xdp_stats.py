@@ -69,9 +69,7 @@ global_counters:
     - Packets dropped or passed for a reason, and SNAT port events. Keys passed, no_backend, no_neighbour,
       snat_ports_exhausted, flow_insert_failed, fragments_dropped, orphan_replies_dropped, ttl_expired_passed,
       snat_ports_reclaimed, snat_port_scans, flows_lost, udp_flows_moved, icmp_translated, encap_too_big_dropped
-      (C(forwarding=ipip) packets over the egress MTU with the outer header), dsr_backend_not_neighbour,
-      snat_ports_reused_in_time_wait (new connections that took a SNAT port whose backend may still hold the port's
-      last connection in TIME_WAIT and reject their SYN, because no free port without that risk was found).
+      (C(forwarding=ipip) packets over the egress MTU with the outer header), dsr_backend_not_neighbour.
   returned: when deployed
   type: dict
 refused_flows:
@@ -175,12 +173,6 @@ def advice(counters, global_counters, limits):
         out.append('%d new dsr flows were dropped because the route to their backend has a gateway now: dsr '
                    'backends must be neighbours of the load balancer (or use forwarding: ipip).'
                    % global_counters['dsr_backend_not_neighbour'])
-    if global_counters.get('snat_ports_reused_in_time_wait'):
-        out.append('%d new connections took a SNAT port whose backend may still hold the previous connection on it '
-                   'in TIME_WAIT (their SYN may be answered by an ACK and retried): no other free port was found. '
-                   'More ports avoid it: add SNAT addresses (snat_ip as a list) or widen snat_port_range (now %d-%d).'
-                   % (global_counters['snat_ports_reused_in_time_wait'], limits['snat_port_range'][0],
-                      limits['snat_port_range'][1]))
     if global_counters.get('no_neighbour'):
         out.append('%d new flows found no MAC address for their backend: check the backends are reachable '
                    '(ip neigh on the load balancer).' % global_counters['no_neighbour'])

@@ -355,56 +355,6 @@ def test_more_snat_addresses_give_more_ports(lb):
     assert len(set((f.snat, f.lport) for f in flows)) == count
 
 
-# TCP timestamps (ms) for the TIME_WAIT tests: Linux gives each connection its own timestamp offset, so
-# a new SYN on a reused SNAT port may carry an older timestamp than the backend's TIME_WAIT holds from
-# the port's last connection; the backend then rejects it (PAWS) and the client retries.
-TS_OLDER, TS_BETWEEN, TS_NEWER = 1000000, 5000000, 9000000
-
-
-def close_both_ways(lb, flow, tsval):
-    """The backend closes first (so it holds TIME_WAIT on its 4-tuple), then the client with tsval."""
-    lb.send(from_backend(flow, flags='FA'))
-    lb.send(from_client(flow.client, flow.cport, flags='FA', vport=8080, tsval=tsval))
-
-
-def syn_port(lb, cl, cport, tsval):
-    verdict, out = lb.send(from_client(cl, cport, flags='S', vport=8080, tsval=tsval))
-    assert verdict in ('TX', 'REDIRECT'), 'SYN %s:%d refused' % (cl, cport)
-    return out[IP].src, out[TCP].sport
-
-
-def test_a_closed_port_goes_to_a_syn_its_backend_time_wait_accepts(lb):
-    flows = fill_ports(lb)
-    rejecting = []
-    for round_ in range(3):  # without the check, 1 chance in 9 per round to pick the right port
-        victims = flows[round_ * 9:round_ * 9 + 9]
-        for victim in victims[:-1]:
-            close_both_ways(lb, victim, TS_NEWER)
-        rejecting += victims[:-1]
-        close_both_ways(lb, victims[-1], TS_OLDER)
-        assert syn_port(lb, client(61), 47000 + round_, TS_BETWEEN) == (victims[-1].snat, victims[-1].lport), \
-            'a port whose backend TIME_WAIT rejects this SYN was taken while one that accepts it was free'
-    # only ports whose TIME_WAIT rejects the SYN are free: one is taken all the same, and counted
-    before = lb.global_counters()['snat_ports_reused_in_time_wait']
-    assert syn_port(lb, client(61), 47010, TS_BETWEEN) in set((v.snat, v.lport) for v in rejecting)
-    assert lb.global_counters()['snat_ports_reused_in_time_wait'] == before + 1
-    # a newer SYN, or one without timestamps (the backend checks only the sequence number), is not counted
-    syn_port(lb, client(61), 47011, TS_NEWER + 1000)
-    syn_port(lb, client(61), 47012, None)
-    assert lb.global_counters()['snat_ports_reused_in_time_wait'] == before + 1
-
-
-@pytest.mark.parametrize('side', ['client', 'backend'])
-def test_a_port_closed_by_a_reset_has_no_time_wait_behind_it(lb, side):
-    flows = fill_ports(lb)
-    for victim in flows[:8]:
-        close_both_ways(lb, victim, TS_NEWER)
-    reset = flows[8]
-    lb.send(from_client(reset.client, reset.cport, flags='R', vport=8080, tsval=TS_NEWER) if side == 'client'
-            else from_backend(reset, flags='R'))
-    assert syn_port(lb, client(61), 47020, TS_BETWEEN) == (reset.snat, reset.lport)
-
-
 # -- the two directions --
 
 def test_a_reply_whose_flow_entry_is_gone_never_reaches_the_lb_stack(lb):

@@ -57,14 +57,9 @@ def lb_mac_towards(ip):
 Flow = collections.namedtuple('Flow', 'proto client cport vip vport backend bport snat lport')
 
 
-def l4(proto, sport, dport, flags='A', payload=b'', udp_checksum=None, tsval=None):
+def l4(proto, sport, dport, flags='A', payload=b'', udp_checksum=None):
     if proto == 'tcp':
-        layer = TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000 if 'A' in flags else 0)
-        if tsval is not None:
-            # as Linux sends it: NOP, NOP, timestamp (a SYN puts MSS first)
-            layer.options = ([('MSS', 1460)] if 'S' in flags else [('NOP', None), ('NOP', None)]) + [
-                ('Timestamp', (tsval, 0))]
-        return layer / payload
+        return TCP(sport=sport, dport=dport, flags=flags, seq=1000, ack=2000 if 'A' in flags else 0) / payload
     layer = UDP(sport=sport, dport=dport)
     if udp_checksum is not None:
         layer.chksum = udp_checksum
@@ -72,13 +67,11 @@ def l4(proto, sport, dport, flags='A', payload=b'', udp_checksum=None, tsval=Non
 
 
 def from_client(cl, cport, proto='tcp', flags='A', payload=b'', vip=VIP, vport=80, ttl=64, options=None,
-                udp_checksum=None, tsval=None):
-    """tsval: a TCP timestamp option with this value (IP options go in options)."""
+                udp_checksum=None):
     ip = IP(src=cl, dst=vip, ttl=ttl, id=4242)
     if options:
         ip.options = options
-    return Ether(src=mac_of(cl), dst=mac_of(LB_IP)) / ip / l4(proto, cport, vport, flags, payload, udp_checksum,
-                                                               tsval)
+    return Ether(src=mac_of(cl), dst=mac_of(LB_IP)) / ip / l4(proto, cport, vport, flags, payload, udp_checksum)
 
 
 def from_backend(flow, flags='A', payload=b'', ttl=64, udp_checksum=None):

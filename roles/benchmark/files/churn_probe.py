@@ -32,7 +32,7 @@ BACKEND_KEYS = ('TcpExtTW', 'TcpExtTWKilled', 'TcpExtPAWSTimewait', 'TcpExtTCPAC
                 'TcpExtTCPChallengeACK', 'TcpExtPAWSEstab', 'TcpExtTCPTimeWaitOverflow', 'TcpInErrs',
                 'TcpOutRsts', 'TcpEstabResets', 'TcpExtListenDrops', 'TcpPassiveOpens', 'TcpExtTCPAbortOnData')
 LB_KEYS = ('snat_ports_reclaimed', 'snat_port_scans', 'orphan_replies_dropped', 'flows_lost',
-           'snat_ports_exhausted', 'snat_port_reuse_early')
+           'snat_ports_exhausted', 'snat_ports_reused_in_time_wait')
 
 
 def run(argv):
@@ -166,7 +166,7 @@ def main():
     slices = []
     before = snapshot(roles, args.lb_name)
     for _ in range(args.slices):
-        out = run(['docker', 'exec', client['name'], 'wrk', '-t2', '-c20', '-d%ds' % args.seconds, '-H',
+        out = run(['docker', 'exec', client['name'], 'wrk', '--latency', '-t2', '-c20', '-d%ds' % args.seconds, '-H',
                    'Connection: close', 'http://%s/' % lb_ip])
         after = snapshot(roles, args.lb_name)
         requests = 0
@@ -175,6 +175,9 @@ def main():
                 requests = int(line.split()[0])
         entry = {'requests': requests, 'rate': requests / float(args.seconds),
                  'errors': [line.strip() for line in out.splitlines() if 'errors' in line or 'Non-2xx' in line],
+                 # request latency after connect (wrk does not time the handshake): avg, stdev, max, percentiles
+                 'latency': [' '.join(line.split()) for line in out.splitlines()
+                             if line.strip().startswith('Latency') or line.strip()[:3] in ('50%', '75%', '90%', '99%')],
                  'seconds': after['time'] - before['time'], 'lb': delta(before['lb'], after['lb'])}
         ticks = delta(before['cpu'], after['cpu'])
         total = float(sum(ticks.values())) or 1.0
@@ -197,7 +200,9 @@ def table(result):
             ('cpu idle %', lambda s: s['cpu_percent'].get('idle', 0)),
             ('cpu softirq %', lambda s: s['cpu_percent'].get('softirq', 0)),
             ('client TW', lambda s: s[client]['tw_end']),
-            ('top processes (ticks)', lambda s: ','.join('%s:%d' % (c[:8], t) for c, t in s['top_processes_ticks'][:3]))]
+            ('request latency max', lambda s: ''.join(x.split()[3] for x in s['latency']
+                                                      if x.startswith('Latency') and len(x.split()) > 3)),
+            ('busiest processes (ticks)', lambda s: ','.join('%s:%d' % (c[:8], t) for c, t in s['top_processes_ticks'][:2]))]
     rows += [('client ' + k, (lambda k: lambda s: s[client]['snmp'].get(k, 0))(k)) for k in CLIENT_KEYS]
     for b in backends:
         rows.append(('%s TW' % b, (lambda b: lambda s: s[b]['tw_end'])(b)))
