@@ -32,7 +32,7 @@ BACKEND_KEYS = ('TcpExtTW', 'TcpExtTWKilled', 'TcpExtPAWSTimewait', 'TcpExtTCPAC
                 'TcpExtTCPChallengeACK', 'TcpExtPAWSEstab', 'TcpExtTCPTimeWaitOverflow', 'TcpInErrs',
                 'TcpOutRsts', 'TcpEstabResets', 'TcpExtListenDrops', 'TcpPassiveOpens', 'TcpExtTCPAbortOnData')
 LB_KEYS = ('snat_ports_reclaimed', 'snat_port_scans', 'orphan_replies_dropped', 'flows_lost',
-           'snat_ports_exhausted', 'snat_ports_reused_in_time_wait')
+           'snat_ports_exhausted')
 
 
 def run(argv):
@@ -45,7 +45,7 @@ def lab_containers():
                '{{.Names}} {{.Label "%s"}}' % LAB_LABEL])
     roles = {}
     for line in out.splitlines():
-        name, _, role = line.partition(' ')
+        name, role = (line.split(' ', 1) + [''])[:2]
         pid = run(['docker', 'inspect', '-f', '{{.State.Pid}}', name]).strip()
         ip = run(['docker', 'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}', name]).strip()
         roles.setdefault(role, []).append({'name': name, 'pid': int(pid), 'ip': ip})
@@ -59,7 +59,7 @@ def snmp(pid):
         with open(path) as f:
             lines = f.read().splitlines()
         for names, nums in zip(lines[0::2], lines[1::2]):
-            prefix, _, names = names.partition(':')
+            prefix, names = names.split(':', 1)
             for key, value in zip(names.split(), nums.partition(':')[2].split()):
                 try:
                     values[prefix + key] = int(value)
@@ -165,7 +165,7 @@ def main():
     backends = [c['name'] for c in roles.get('backend', [])]
     slices = []
     before = snapshot(roles, args.lb_name)
-    for _ in range(args.slices):
+    for dummy in range(args.slices):
         out = run(['docker', 'exec', client['name'], 'wrk', '--latency', '-t2', '-c20', '-d%ds' % args.seconds, '-H',
                    'Connection: close', 'http://%s/' % lb_ip])
         after = snapshot(roles, args.lb_name)
@@ -193,23 +193,28 @@ def main():
         table(result)
 
 
+def latency_max(entry):
+    return ''.join(x.split()[3] for x in entry['latency'] if x.startswith('Latency') and len(x.split()) > 3)
+
+
 def table(result):
-    out = sys.stderr
+    """The slices side by side, on stderr: one row per measure."""
     client, backends = result['client'], result['backends']
-    rows = [('rate/s', lambda s: '%.0f' % s['rate']),
-            ('cpu idle %', lambda s: s['cpu_percent'].get('idle', 0)),
-            ('cpu softirq %', lambda s: s['cpu_percent'].get('softirq', 0)),
-            ('client TW', lambda s: s[client]['tw_end']),
-            ('request latency max', lambda s: ''.join(x.split()[3] for x in s['latency']
-                                                      if x.startswith('Latency') and len(x.split()) > 3)),
-            ('busiest processes (ticks)', lambda s: ','.join('%s:%d' % (c[:8], t) for c, t in s['top_processes_ticks'][:2]))]
-    rows += [('client ' + k, (lambda k: lambda s: s[client]['snmp'].get(k, 0))(k)) for k in CLIENT_KEYS]
+    rows = [('rate/s', ['%.0f' % s['rate'] for s in result['slices']]),
+            ('cpu idle %', [s['cpu_percent'].get('idle', 0) for s in result['slices']]),
+            ('cpu steal %', [s['cpu_percent'].get('steal', 0) for s in result['slices']]),
+            ('cpu softirq %', [s['cpu_percent'].get('softirq', 0) for s in result['slices']]),
+            ('client TW', [s[client]['tw_end'] for s in result['slices']]),
+            ('request latency max', [latency_max(s) for s in result['slices']]),
+            ('busiest processes (ticks)', [','.join('%s:%d' % (c[:8], t) for c, t in s['top_processes_ticks'][:2])
+                                           for s in result['slices']])]
+    rows += [('client ' + k, [s[client]['snmp'].get(k, 0) for s in result['slices']]) for k in CLIENT_KEYS]
     for b in backends:
-        rows.append(('%s TW' % b, (lambda b: lambda s: s[b]['tw_end'])(b)))
-        rows += [('%s %s' % (b, k), (lambda b, k: lambda s: s[b]['snmp'].get(k, 0))(b, k)) for k in BACKEND_KEYS]
-    rows += [('lb ' + k, (lambda k: lambda s: s['lb'].get(k, 0))(k)) for k in LB_KEYS]
-    for label, get in rows:
-        out.write('%-40s %s\n' % (label, ' '.join('%9s' % get(s) for s in result['slices'])))
+        rows.append(('%s TW' % b, [s[b]['tw_end'] for s in result['slices']]))
+        rows += [('%s %s' % (b, k), [s[b]['snmp'].get(k, 0) for s in result['slices']]) for k in BACKEND_KEYS]
+    rows += [('lb ' + k, [s['lb'].get(k, 0) for s in result['slices']]) for k in LB_KEYS]
+    for label, values in rows:
+        sys.stderr.write('%-40s %s\n' % (label, ' '.join('%9s' % v for v in values)))
 
 
 if __name__ == '__main__':
