@@ -45,7 +45,7 @@ def judge(slices):
     if met(raw):
         return 'met'
     if len(per_cpu) == len(raw) and met(per_cpu):
-        return 'met per busy CPU'
+        return 'MISSED on raw rates, met per busy CPU'
     return 'MISSED'
 
 
