@@ -40,7 +40,9 @@ def cpu_per_request(text, requests):
         return None, None
     before, after = [[int(v) for v in line.split()] for line in (lines[0], lines[-1])]
     delta = [a - b for a, b in zip(after, before)]
-    busy = sum(delta) - delta[3] - (delta[4] if len(delta) > 4 else 0)  # all but idle and iowait
+    # user nice system irq softirq: not idle/iowait, not steal (another machine's time on a VM), not guest
+    # (already counted in user)
+    busy = sum(delta[:7]) - delta[3] - (delta[4] if len(delta) > 4 else 0)
     per_tick = 1e6 / USER_HZ / requests
     return round(busy * per_tick, 2), round(delta[6] * per_tick, 2)
 

@@ -386,12 +386,13 @@ int main(int argc, char **argv)
 					idle = &cs[i];
 			if (!idle)
 				break;
+			if (send_request(idle, next_due, next_due >= warm_end, now) != 0)
+				continue;	/* that connection closed; the request goes out on another, counted there */
 			if (now - next_due > (uint64_t)(late_ms * 1e6))
 				late_sends++;
 			if (now - next_due > max_lag_ns)
 				max_lag_ns = now - next_due;
-			if (send_request(idle, next_due, next_due >= warm_end, now) == 0)
-				next_idx++;
+			next_idx++;
 		}
 		/* reopen closed connections, time out stuck requests */
 		for (long i = 0; i < conns; i++) {
@@ -426,6 +427,13 @@ int main(int argc, char **argv)
 		ts.tv_sec = wait_ns / 1000000000ull;
 		ts.tv_nsec = wait_ns % 1000000000ull;
 		n = epoll_pwait2(epfd, evs, 256, &ts, NULL);
+		if (n < 0) {
+			if (errno != EINTR) {
+				perror("epoll_pwait2 (needs Linux 5.11 or later)");
+				exit(1);
+			}
+			n = 0;
+		}
 		now = now_ns();
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;

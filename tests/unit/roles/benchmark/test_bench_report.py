@@ -63,6 +63,16 @@ def test_wrk_parses_rate_percentiles_and_cpu_per_request():
     assert r['softirq_us_per_req'] == pytest.approx(6.67, abs=0.01)
 
 
+def test_steal_and_guest_time_are_not_the_requests_cpu():
+    """On a VM the hypervisor's steal (another machine's time) and guest time (already in user) are not CPU
+    this host spent on the requests."""
+    text = wrk_text('50000.00', 150000, cpu=False)
+    # the same 500 busy ticks as above, plus 400 steal, 50 guest and 20 guest_nice ticks
+    text = 'cpu  1000 0 500 9000 10 0 200 0 0 0\n' + text + 'cpu  1300 0 600 9600 10 0 300 400 50 20\n'
+    r = bench_report.wrk(text)
+    assert r['cpu_us_per_req'] == pytest.approx(33.33, abs=0.01)
+
+
 def test_wrk_errors_and_missing_cpu_lines():
     r = bench_report.wrk(wrk_text('100.00', 300, errors=True, cpu=False))
     assert r['errors'] is True
