@@ -7,8 +7,8 @@ download: one HTTP GET /bytes/N from backend_server.py, read at a limited rate (
   buffer, so the backend is held back by the window and the transfer lasts); FILE.ready appears once
   the headers are in. Prints JSON with the backend, the bytes and whether their sha256 is the one the
   backend's pattern gives.
-churn: short connections (connect, one request, close) for some seconds; prints JSON with every
-  answer's backend and the errors.
+churn: short connections (connect, wait --hold, one request, close) from --workers threads for some
+  seconds; prints JSON with every answer's backend and the errors.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,6 +18,7 @@ import argparse
 import hashlib
 import json
 import socket
+import threading
 import time
 
 
@@ -82,15 +83,14 @@ def download(args):
     print(json.dumps(out))
 
 
-def churn(args):
-    backends, errors, count = {}, [], 0
-    deadline = time.time() + args.seconds
+def churn_worker(args, deadline, results, lock):
     while time.time() < deadline:
-        count += 1
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.settimeout(args.timeout)
+        started = time.time()
         try:
             sock.connect((args.vip, args.port))
+            time.sleep(args.hold)  # open connections span the switch, not only the ones in flight at it
             sock.sendall(b'GET / HTTP/1.1\r\nHost: lb\r\nConnection: close\r\n\r\n')
             _headers, body = read_head(sock)
             while b'\n' not in body:
@@ -98,13 +98,30 @@ def churn(args):
                 if not more:
                     break
                 body += more
-            name = body.decode().strip().replace('Hostname: ', '')
-            backends[name] = backends.get(name, 0) + 1
+            answer = ('backend', body.decode().strip().replace('Hostname: ', ''))
         except (IOError, OSError) as e:
-            errors.append('%.2f s: %s' % (time.time() - deadline + args.seconds, e))
+            answer = ('error', 'connection opened at %.2f s: %s' % (started - deadline + args.seconds, e))
         finally:
             sock.close()
-    print(json.dumps({'connections': count, 'backends': backends, 'errors': errors}))
+        with lock:
+            results.append(answer)
+
+
+def churn(args):
+    deadline = time.time() + args.seconds
+    results, lock = [], threading.Lock()
+    workers = [threading.Thread(target=churn_worker, args=(args, deadline, results, lock))
+               for _i in range(args.workers)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    backends = {}
+    for kind, value in results:
+        if kind == 'backend':
+            backends[value] = backends.get(value, 0) + 1
+    print(json.dumps({'connections': len(results), 'backends': backends,
+                      'errors': [value for kind, value in results if kind == 'error']}))
 
 
 def main():
@@ -117,6 +134,8 @@ def main():
     ap.add_argument('--ready', help='download: FILE created once the headers are in')
     ap.add_argument('--seconds', type=float, default=3)
     ap.add_argument('--timeout', type=float, default=5)
+    ap.add_argument('--workers', type=int, default=8, help='churn: connections open at once')
+    ap.add_argument('--hold', type=float, default=0.2, help='churn: seconds between connect and request')
     args = ap.parse_args()
     if args.mode == 'download':
         download(args)

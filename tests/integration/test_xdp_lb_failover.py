@@ -153,13 +153,14 @@ def wait_for(path, timeout=10):
         time.sleep(0.05)
 
 
-@pytest.mark.parametrize('failure', ['route_moves', 'lb_dies'])
+@pytest.mark.parametrize('failure', ['route_moves', 'lb_dies', 'moves_and_back'])
 @pytest.mark.parametrize('forwarding', ['dsr', 'ipip'])
 def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failure):
     """24 MiB at 6 MiB/s (about 4 s). About a second in, the LB carrying it fails: route_moves takes its next
     hop away and then removes its deployment; lb_dies first takes its link down and removes the deployment
-    (the client's packets to it are lost), and only then is the next hop withdrawn. The download goes on
-    through the other LB and its sha256 is the backend's."""
+    (the client's packets to it are lost), and only then is the next hop withdrawn; moves_and_back moves
+    the flow to the other LB and back (to an LB that still has it in its table). The
+    download goes on and its sha256 is the backend's."""
     both_lbs(topo, forwarding)
     ready = tempfile.mktemp(prefix='ha-ready-')
     proc = client(topo, CLIENT, 'download', '--vip', VIP, '--size', str(24 << 20), '--rate', str(6 << 20),
@@ -174,12 +175,21 @@ def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failu
             remove(carrying)
             time.sleep(0.3)
             route_via(topo, survivor)
+        elif failure == 'moves_and_back':
+            route_via(topo, survivor)
+            time.sleep(0.7)
+            moved = rx_packets(topo, survivor) - before
+            route_via(topo, carrying)  # its next hop is back and the flow hashes to it again
+            time.sleep(0.3)
+            assert lb_carrying(topo) == carrying, 'the flow went back to the LB it started on'
         else:
             route_via(topo, survivor)
             time.sleep(0.3)
             remove(carrying)
         assert proc.poll() is None, 'the download was still going when its LB failed'
         result = finish(proc)
+        if failure != 'moves_and_back':
+            moved = rx_packets(topo, survivor) - before
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -187,14 +197,14 @@ def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failu
             os.unlink(ready)
     assert 'error' not in result, result
     assert result['intact'] and result['backend'] in topo.backends, result
-    assert rx_packets(topo, survivor) - before > 100, 'the rest of the download went through the other LB'
-    stats = deploy(topo, survivor, forwarding)['counters'][0]
-    assert stats['new_flows'] >= 1 and stats['packets'] > 100
+    # its ACKs: one per GRO-merged segment the client reads, some hundred a second
+    assert moved > 30, ('the download went on through the other LB', moved)
 
 
 @pytest.mark.parametrize('forwarding', ['dsr', 'ipip'])
 def test_short_connections_across_the_switch_all_answered_by_live_backends(topo, forwarding):
-    """Connections opened and closed back to back for 4 s over the ECMP route (both LBs carry some); at 1 s
+    """Connections opened and closed back to back for 4 s over the ECMP route (both LBs carry some), 8 at a
+    time, each held open 0.2 s before its request so that several span the switch; at 1 s
     lb1's next hop goes, at 2 s lb1 itself (link down, deployment removed). Connections that started on lb1
     and end on lb2 (their FIN, their last ACK) are forwarded to the same backend: not one fails."""
     both_lbs(topo, forwarding)
