@@ -82,13 +82,13 @@ def configure_backends(lab, forwarding):
             ok(run_module('xdp_decap', {'name': 'ha_decap_' + b, 'state': 'absent'}))
 
 
-def deploy(lab, lb, forwarding, backends=None):
+def deploy(lab, lb, forwarding, backends=None, ring_size=4099):
     svc = {'vip': VIP, 'port': 80, 'forwarding': forwarding,
            'backends': backends if backends is not None else [lab.ip(b) for b in lab.backends]}
     if forwarding == 'ipip':
         svc['tunnel_source'] = lab.ip(lb)
     return ok(run_module('xdp_proxy', {'name': deployment(lb), 'netns': 'ha-' + lb, 'interface': 'eth0',
-                                       'ring_size': 4099, 'services': [svc],
+                                       'ring_size': ring_size, 'services': [svc],
                                        'bpf_sources': read_sources(XDP_SOURCES)}))
 
 
@@ -269,6 +269,18 @@ def test_a_backend_removed_on_lb2_only_resets_exactly_its_moved_connections(topo
     assert on_be1 and on_be2 and len(on_be1) + len(on_be2) == len(conns), conns
     assert all('error' not in c and c['second'] == 'be1' for c in on_be1), on_be1
     assert all('reset' in c.get('error', '') for c in on_be2), on_be2
+
+
+def test_another_ring_size_on_lb2_resets_connections_it_picks_differently(topo):
+    """The pick is hash % ring_size into the table: with another ring_size lb2 picks another backend for
+    about half of the moved flows (two backends), and those are reset. 24 connections: all surviving would
+    happen with probability 2**-24."""
+    both_lbs(topo, 'dsr')
+    conns = open_then_move(topo, 46300, lambda: deploy(topo, 'lb2', 'dsr', ring_size=65537))
+    assert set(c.get('first') for c in conns) == set(topo.backends), conns
+    reset = [c for c in conns if 'reset' in c.get('error', '')]
+    kept = [c for c in conns if 'error' not in c and c['second'] == c['first']]
+    assert reset and kept and len(reset) + len(kept) == len(conns), conns
 
 
 def test_nat_connections_do_not_survive_moving_to_the_other_lb(topo):
