@@ -27,7 +27,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
@@ -155,14 +154,14 @@ def wait_for(path, timeout=10):
 
 @pytest.mark.parametrize('failure', ['route_moves', 'lb_dies', 'moves_and_back'])
 @pytest.mark.parametrize('forwarding', ['dsr', 'ipip'])
-def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failure):
+def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failure, tmp_path):
     """24 MiB at 6 MiB/s (about 4 s). About a second in, the LB carrying it fails: route_moves takes its next
     hop away and then removes its deployment; lb_dies first takes its link down and removes the deployment
     (the client's packets to it are lost), and only then is the next hop withdrawn; moves_and_back moves
     the flow to the other LB and back (to an LB that still has it in its table). The
     download goes on and its sha256 is the backend's."""
     both_lbs(topo, forwarding)
-    ready = tempfile.mktemp(prefix='ha-ready-')
+    ready = str(tmp_path / 'ready')
     proc = client(topo, CLIENT, 'download', '--vip', VIP, '--size', str(24 << 20), '--rate', str(6 << 20),
                   '--ready', ready)
     try:
@@ -193,8 +192,6 @@ def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failu
     finally:
         if proc.poll() is None:
             proc.kill()
-        if os.path.exists(ready):
-            os.unlink(ready)
     assert 'error' not in result, result
     assert result['intact'] and result['backend'] in topo.backends, result
     # its ACKs: one per GRO-merged segment the client reads, some hundred a second
@@ -227,11 +224,11 @@ def test_short_connections_across_the_switch_all_answered_by_live_backends(topo,
     assert result['connections'] > 50, result
 
 
-def open_then_move(lab, first_sport, change_lb2):
+def open_then_move(lab, first_sport, change_lb2, tmp_path):
     """24 kept-alive connections through lb1 alone (one request each); then change_lb2(), the route moves to
     lb2, and each connection asks again. Returns flow_client.py's result."""
     route_via(lab, 'lb1')
-    pause = tempfile.mktemp(prefix='ha-pause-')
+    pause = str(tmp_path / 'pause')
     proc = client(lab, FLOW_CLIENT, '--vip', VIP, '--sports', '%d:24' % first_sport, '--rst-close',
                   '--pause-file', pause)
     try:
@@ -243,27 +240,24 @@ def open_then_move(lab, first_sport, change_lb2):
     finally:
         if proc.poll() is None:
             proc.kill()
-        for path in (pause, pause + '.ready'):
-            if os.path.exists(path):
-                os.unlink(path)
 
 
-def test_lb2_listing_the_backends_in_another_order_keeps_every_connection(topo):
+def test_lb2_listing_the_backends_in_another_order_keeps_every_connection(topo, tmp_path):
     """The Maglev table is built from the backends sorted by address: the order a play lists them in does
     not matter."""
     both_lbs(topo, 'dsr')
-    conns = open_then_move(topo, 46000, lambda: deploy(topo, 'lb2', 'dsr', [topo.ip('be2'), topo.ip('be1')]))
+    conns = open_then_move(topo, 46000, lambda: deploy(topo, 'lb2', 'dsr', [topo.ip('be2'), topo.ip('be1')]), tmp_path)
     assert set(c.get('first') for c in conns) == set(topo.backends), conns
     assert all('error' not in c and c['second'] == c['first'] for c in conns), conns
 
 
-def test_a_backend_removed_on_lb2_only_resets_exactly_its_moved_connections(topo):
+def test_a_backend_removed_on_lb2_only_resets_exactly_its_moved_connections(topo, tmp_path):
     """lb2 no longer lists be2 (a rollout half done, or a health check that failed on lb2 only). A connection
     that moves to lb2 and lb2 never saw takes lb2's pick: be1. Those that were on be1 go on; those that were on
     be2 reach be1, which has no such connection and answers RST: the client sees a reset (documented in
     docs/xdp-load-balancer.md, 'Two LBs')."""
     both_lbs(topo, 'dsr')
-    conns = open_then_move(topo, 46100, lambda: deploy(topo, 'lb2', 'dsr', [topo.ip('be1')]))
+    conns = open_then_move(topo, 46100, lambda: deploy(topo, 'lb2', 'dsr', [topo.ip('be1')]), tmp_path)
     on_be1 = [c for c in conns if c.get('first') == 'be1']
     on_be2 = [c for c in conns if c.get('first') == 'be2']
     assert on_be1 and on_be2 and len(on_be1) + len(on_be2) == len(conns), conns
@@ -271,23 +265,23 @@ def test_a_backend_removed_on_lb2_only_resets_exactly_its_moved_connections(topo
     assert all('reset' in c.get('error', '') for c in on_be2), on_be2
 
 
-def test_another_ring_size_on_lb2_resets_connections_it_picks_differently(topo):
+def test_another_ring_size_on_lb2_resets_connections_it_picks_differently(topo, tmp_path):
     """The pick is hash % ring_size into the table: with another ring_size lb2 picks another backend for
     about half of the moved flows (two backends), and those are reset. 24 connections: all surviving would
     happen with probability 2**-24."""
     both_lbs(topo, 'dsr')
-    conns = open_then_move(topo, 46300, lambda: deploy(topo, 'lb2', 'dsr', ring_size=65537))
+    conns = open_then_move(topo, 46300, lambda: deploy(topo, 'lb2', 'dsr', ring_size=65537), tmp_path)
     assert set(c.get('first') for c in conns) == set(topo.backends), conns
     reset = [c for c in conns if 'reset' in c.get('error', '')]
     kept = [c for c in conns if 'error' not in c and c['second'] == c['first']]
     assert reset and kept and len(reset) + len(kept) == len(conns), conns
 
 
-def test_nat_connections_do_not_survive_moving_to_the_other_lb(topo):
+def test_nat_connections_do_not_survive_moving_to_the_other_lb(topo, tmp_path):
     """nat: the backend knows each connection as lb1's SNAT address and port. lb2 gives the moved flow a
     SNAT port of its own, the backend has no such connection and answers RST, which lb2 translates back:
     every moved connection is reset at once (documented in docs/xdp-load-balancer.md, 'Two LBs')."""
     both_lbs(topo, 'nat')
-    conns = open_then_move(topo, 46200, lambda: None)
+    conns = open_then_move(topo, 46200, lambda: None, tmp_path)
     assert set(c.get('first') for c in conns) == set(topo.backends), conns
     assert all('reset' in c.get('error', '') for c in conns), conns
