@@ -21,18 +21,7 @@ import socket
 import threading
 import time
 
-
-def read_head(sock):
-    data = b''
-    while b'\r\n\r\n' not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise IOError('connection closed before the headers ended')
-        data += chunk
-    head, body = data.split(b'\r\n\r\n', 1)
-    headers = dict((k.strip().lower(), v.strip()) for k, v in
-                   (line.split(b':', 1) for line in head.split(b'\r\n')[1:] if b':' in line))
-    return headers, body
+from flow_client import read_head  # the script's own directory is first on sys.path
 
 
 def expected_sha256(name, size):
