@@ -77,7 +77,8 @@ TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 
 TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
                  'udp': 'LB_TO_UDP'}
 KNOWN_HZ = (100, 250, 300, 1000)
-FALLBACK_HZ = 100  # when HZ cannot be measured: timeouts then last longer, never shorter
+# when HZ can be neither read nor measured: the largest, so timeouts (seconds * HZ jiffies) last longer, never shorter
+FALLBACK_HZ = max(KNOWN_HZ)
 
 
 _DEFAULT = object()

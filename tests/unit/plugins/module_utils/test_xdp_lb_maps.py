@@ -183,7 +183,15 @@ def test_kernel_hz_finds_jiffies_after_many_active_timers(tmp_path):
 
 
 def test_kernel_hz_falls_back_to_the_safe_side(tmp_path):
-    assert m.kernel_hz(str(tmp_path / 'missing'), **_measure_only()) == m.FALLBACK_HZ == min(m.KNOWN_HZ)
+    """Timeouts are compiled as seconds * HZ jiffies: an assumed HZ below the kernel's ends flows early (HZ 100
+    on a HZ 250 kernel: a 10 s closing timeout after 4 s). The fallback must be the largest HZ there is."""
+    fallback = m.kernel_hz(str(tmp_path / 'missing'), **_measure_only())
+    assert fallback == m.FALLBACK_HZ
+    for real_hz in m.KNOWN_HZ:
+        flags = m.Limits(timeouts={'tcp_closing': 10}, hz=fallback).cflags()
+        jiffies = int([f for f in flags if f.startswith('-DLB_TO_TCP_CLOSING=')][0].split('=')[1])
+        assert jiffies / float(real_hz) >= 10, 'on a HZ %d kernel the 10 s timeout lasts %.1f s' % (
+            real_hz, jiffies / float(real_hz))
 
 
 def _no_sleep(_seconds=None):
