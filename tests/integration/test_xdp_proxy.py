@@ -68,7 +68,7 @@ def test_a_rerun_on_a_busy_host_changes_nothing(lab, xdp):
     """Hundreds of sleeping processes list their timers in /proc/timer_list before the first jiffies line; HZ
     read from its first 8 KiB fell back to 100 there, so the same arguments compiled other timeouts: a reload on
     every busy re-run, and another program-cache key for the host agent than for the module."""
-    sleepers = [subprocess.Popen(['sleep', '120']) for _ in range(300)]
+    sleepers = [subprocess.Popen(['sleep', '120']) for _sleeper in range(300)]
     try:
         time.sleep(0.5)
         again = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
