@@ -64,6 +64,23 @@ def test_deploy_balances_tcp_and_udp_and_is_idempotent(lab, xdp):
     assert set(r.split('@')[0] for r in replies) == {'be1', 'be2'}
 
 
+def test_a_rerun_on_a_busy_host_changes_nothing(lab, xdp):
+    """Hundreds of sleeping processes list their timers in /proc/timer_list before the first jiffies line; HZ
+    read from its first 8 KiB fell back to 100 there, so the same arguments compiled other timeouts: a reload on
+    every busy re-run, and another program-cache key for the host agent than for the module."""
+    sleepers = [subprocess.Popen(['sleep', '120']) for _sleeper in range(300)]
+    try:
+        time.sleep(0.5)
+        again = xdp(netns='ebn-lb', interface='eth0', mode='native', services=services(lab))
+    finally:
+        for proc in sleepers:
+            proc.kill()
+        for proc in sleepers:
+            proc.wait()
+    assert not again.get('failed'), again.get('msg')
+    assert again['changed'] is False and again['changes'] == []
+
+
 def test_xdp_stats_counts_the_traffic(lab, xdp):
     stats = run_module('xdp_stats', {'name': LB_NAME, 'flows': 5})
     assert stats['deployed'] and stats['attached']['mode'] == 'native'
