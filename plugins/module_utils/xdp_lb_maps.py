@@ -115,13 +115,18 @@ def _measured_hz(timer_list, sleep):
                 elif line.startswith('jiffies: '):
                     return now, int(line.split()[1])
         raise ValueError('no "now at" and "jiffies" lines in %s' % timer_list)
+    # three 0.1 s windows, the median: one window stretched by a descheduled reader does not decide
+    rates = []
     try:
-        first = sample()
-        (sleep or time.sleep)(0.1)
-        second = sample()
+        before = sample()
+        for _window in range(3):
+            (sleep or time.sleep)(0.1)
+            after = sample()
+            rates.append((after[1] - before[1]) * 1e9 / max(1, after[0] - before[0]))
+            before = after
     except (OSError, IOError, ValueError):
         return None
-    measured = (second[1] - first[1]) * 1e9 / max(1, second[0] - first[0])
+    measured = sorted(rates)[1]
     return min(KNOWN_HZ, key=lambda hz: abs(hz - measured))
 
 
@@ -145,10 +150,10 @@ def _remembered_hz(memo, boot):
 
 
 def kernel_hz(timer_list='/proc/timer_list', sleep=None, configs=None, memo=_DEFAULT, boot_id=BOOT_ID):
-    """The kernel's HZ: CONFIG_HZ from the kernel config when there is one; else measured from the jiffies and
-    nanosecond clocks in /proc/timer_list 0.1 s apart, and remembered for this boot in the run directory
-    (memo) so that every process of a boot (module runs, the host agent) compiles the same timeouts.
-    FALLBACK_HZ when neither works (timeouts then last longer, never shorter)."""
+    """The kernel's HZ: CONFIG_HZ from the kernel config when there is one; else measured from the jiffies
+    and nanosecond clocks in /proc/timer_list (the median of three 0.1 s windows), and remembered for this
+    boot in the run directory (memo) so that every process of a boot (module runs, the host agent) compiles
+    the same timeouts. FALLBACK_HZ when neither works (timeouts then last longer, never shorter)."""
     hz = _config_hz(kernel_config_paths() if configs is None else configs)
     if hz:
         return hz
