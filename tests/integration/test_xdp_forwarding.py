@@ -235,7 +235,7 @@ def assert_frag_needed(frame, verdict, out, mtu):
     assert str(ip.flags) == 'DF', 'an atomic datagram: DF with no need for a unique ID'
     assert ip.len == 20 + 8 + ihl + 8 and len(out) == 14 + ip.len, 'quote = the IP header + 8 bytes'
     icmp = out[ICMP]
-    assert (icmp.type, icmp.code, icmp.unused, icmp.nexthopmtu) == (3, 4, 0, mtu)
+    assert (icmp.type, icmp.code, bytes(icmp)[4:6], icmp.nexthopmtu) == (3, 4, b'\0\0', mtu)
     assert bytes(icmp.payload) == sent[:ihl + 8], 'the quote is the client packet as sent'
     assert_checksums(out)
 
@@ -283,6 +283,20 @@ def test_fragmentation_needed_quotes_ip_options_and_uses_the_egress_mtu(lb):
         assert set(mtus) == {'lan0', 'srv0'}
     finally:
         subprocess.run(['ip', '-n', netns, 'link', 'set', 'srv0', 'mtu', '1500'], check=True)
+
+
+def test_an_aggregate_longer_than_the_ingress_mtu_is_dropped_without_icmp(lb):
+    """Generic mode sees GRO/GSO aggregates (a frame longer than the interface's MTU, which no single
+    packet can be): its segments may fit, so an ICMP would tell the client nothing it can act on, and
+    an outer header in front of an aggregate cannot be segmented again. Dropped, counted apart."""
+    lb.send(from_client(client(2), 57200, flags='S', vport=9100))
+    before = lb.global_counters()
+    verdict, _out = lb.send(tcp_segment(2, 2 * 1448 + 52, cport=57200))
+    after = lb.global_counters()
+    assert verdict == 'DROP'
+    assert after['encap_aggregates_dropped'] == before['encap_aggregates_dropped'] + 1
+    assert after['icmp_too_big_sent'] == before['icmp_too_big_sent']
+    assert after['encap_too_big_dropped'] == before['encap_too_big_dropped']
 
 
 @pytest.mark.parametrize('source', ['0.0.0.0', '127.0.0.1', '224.0.0.5', '255.255.255.255'])
