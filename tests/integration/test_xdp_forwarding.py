@@ -18,7 +18,6 @@ import pytest
 
 from conftest import COLLECTION
 from scapy.layers.inet import IPOption_RR
-from scapy.packet import Raw
 
 from xdp_harness import (
     ICMP, IP, TCP, Ether, Harness, LB_IP, VIP, assert_checksums, client, from_client, icmp_error, lan_backend,
