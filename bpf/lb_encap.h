@@ -57,18 +57,8 @@ static __always_inline struct ethhdr *lb_encap_ipip_header(struct xdp_md *ctx, _
 	if ((void *)(inner + 1) > data_end)
 		return 0;
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	outer->version = 4;
-	outer->ihl = 5;
-	outer->tos = inner->tos;
-	outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + (__u16)sizeof(struct iphdr));
-	outer->id = inner->id;
-	outer->frag_off = inner->frag_off & bpf_htons(LB_IP_DF);
-	outer->ttl = LB_ENCAP_TTL;
-	outer->protocol = IPPROTO_IPIP;
-	outer->check = 0;
-	outer->saddr = saddr;
-	outer->daddr = daddr;
-	outer->check = lb_ipv4_header_csum(outer);
+	lb_ipv4_write_header(outer, inner->tos, bpf_htons(bpf_ntohs(inner->tot_len) + (__u16)sizeof(struct iphdr)),
+			     inner->id, inner->frag_off & bpf_htons(LB_IP_DF), LB_ENCAP_TTL, IPPROTO_IPIP, saddr, daddr);
 	return eth;
 }
 

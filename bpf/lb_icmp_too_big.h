@@ -96,18 +96,9 @@ static __always_inline int lb_icmp_too_big(struct xdp_md *ctx, __u32 mtu)
 	__builtin_memcpy(eth->h_source, our_mac, ETH_ALEN);
 	eth->h_proto = bpf_htons(ETH_P_IP);
 
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->tos = LB_ICMP_TOS;
-	ip->tot_len = bpf_htons((__u16)(sizeof(*ip) + sizeof(*icmp) + quote_len));
-	ip->id = 0;
-	ip->frag_off = bpf_htons(LB_IP_DF); /* atomic: no unique ID needed (RFC 6864) */
-	ip->ttl = LB_ICMP_TTL;
-	ip->protocol = IPPROTO_ICMP;
-	ip->check = 0;
-	ip->saddr = us;
-	ip->daddr = client;
-	ip->check = lb_ipv4_header_csum(ip);
+	/* DF: an atomic datagram, which needs no unique ID (RFC 6864) */
+	lb_ipv4_write_header(ip, LB_ICMP_TOS, bpf_htons((__u16)(sizeof(*ip) + sizeof(*icmp) + quote_len)), 0,
+			     bpf_htons(LB_IP_DF), LB_ICMP_TTL, IPPROTO_ICMP, us, client);
 
 	icmp->type = ICMP_DEST_UNREACH;
 	icmp->code = ICMP_FRAG_NEEDED;

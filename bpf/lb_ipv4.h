@@ -48,4 +48,22 @@ static __always_inline __u16 lb_ipv4_header_csum(const struct iphdr *iph)
 	return lb_csum_fold(sum);
 }
 
+/* Write a 20-byte IPv4 header (no options) and its checksum; tot_len, id and frag_off in network order. */
+static __always_inline void lb_ipv4_write_header(struct iphdr *iph, __u8 tos, __be16 tot_len, __be16 id,
+						 __be16 frag_off, __u8 ttl, __u8 protocol, __be32 saddr, __be32 daddr)
+{
+	iph->version = 4;
+	iph->ihl = 5;
+	iph->tos = tos;
+	iph->tot_len = tot_len;
+	iph->id = id;
+	iph->frag_off = frag_off;
+	iph->ttl = ttl;
+	iph->protocol = protocol;
+	iph->check = 0;
+	iph->saddr = saddr;
+	iph->daddr = daddr;
+	iph->check = lb_ipv4_header_csum(iph);
+}
+
 #endif

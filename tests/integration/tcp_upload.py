@@ -25,29 +25,14 @@ import struct
 import threading
 import time
 
-
-def recv_exact(sock, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(min(1 << 20, n - len(buf)))
-        if not chunk:
-            raise IOError('peer closed after %d of %d bytes' % (len(buf), n))
-        buf += chunk
-    return bytes(buf)
+from tcp_transfer import recv_exact, recv_sha256  # next to this script
 
 
 def answer(conn):
     with conn:
-        size = struct.unpack('!Q', recv_exact(conn, 8))[0]
-        digest = hashlib.sha256()
-        left = size
-        while left:
-            chunk = conn.recv(min(1 << 20, left))
-            if not chunk:
-                return
-            digest.update(chunk)
-            left -= len(chunk)
-        conn.sendall(digest.hexdigest().encode())
+        digest = recv_sha256(conn)
+        if digest is not None:
+            conn.sendall(digest.hexdigest().encode())
 
 
 def serve(port):

@@ -42,10 +42,7 @@ def topo(require_root):
     try:
         lab.node('lb').run('ip', 'addr', 'add', VIP + '/32', 'dev', 'eth0')
         backend = lab.node('be1')
-        backend.run('ip', 'addr', 'add', VIP + '/32', 'dev', 'lo')
-        for conf in ('all', 'eth0'):
-            backend.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_ignore=1' % conf)
-            backend.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_announce=2' % conf)
+        backend.hold_vip(VIP)
         backend.spawn(sys.executable, UPLOAD, 'serve', '--port', str(PORT))
         decap = run_module('xdp_decap', {'name': DECAP, 'netns': 'pt-be1', 'interface': 'eth0',
                                          'bpf_sources': read_sources(['xdp_decap.bpf.c'])})
