@@ -53,7 +53,7 @@ COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
                    'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
-                   'dsr_backend_not_neighbour')
+                   'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped')
 # how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
 # dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
 FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}

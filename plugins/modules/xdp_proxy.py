@@ -130,8 +130,10 @@ options:
             and sends the packet to the backend by its route; the backend decapsulates and holds the VIP.
           - With C(dsr) and C(ipip) the backends answer clients directly, ports are not translated (a
             backend C(port) must equal I(port)) and I(snat_ip) does not apply. See docs/xdp-load-balancer.md.
-          - C(ipip) packets that exceed the egress MTU by the 20-byte outer header are dropped and counted
-            (C(encap_too_big_dropped)); give the path to the backends a 20-byte larger MTU.
+          - C(ipip) packets that exceed the egress MTU by the 20-byte outer header are not sent and are counted
+            (C(encap_too_big_dropped)). Those with DF set (every TCP segment from Linux) are answered with ICMP
+            "fragmentation needed" carrying the egress MTU less 20 (C(icmp_too_big_sent)), so the client's
+            path-MTU discovery adapts; others are dropped. A 20-byte larger MTU towards the backends avoids both.
         type: str
         choices: [nat, dsr, ipip]
         default: nat
