@@ -7,10 +7,12 @@
  * Outer header: version 4, IHL 5, TOS and DF copied from the inner header (RFC 2003 5.1: a DF
  * inner packet must not be fragmented on the way), the inner packet's ID (so fragments of different
  * outer packets never share one), TTL LB_ENCAP_TTL, protocol 4, checksum computed in full.
- * A packet that no longer fits the egress device's MTU with the 20 extra bytes is dropped and
- * counted (LB_CNT_ENCAP_TOO_BIG): XDP cannot fragment, and an ICMP "fragmentation needed" from the
- * LB is not generated (yet). Raise the MTU towards the backends by 20 bytes, or lower the clients'
- * MSS (docs/xdp-load-balancer.md "Forwarding modes").
+ * A packet that no longer fits the egress device's MTU with the 20 extra bytes is not sent and is
+ * counted (LB_CNT_ENCAP_TOO_BIG): XDP cannot fragment. A DF packet is answered with ICMP
+ * "fragmentation needed", next-hop MTU = egress MTU - 20 (bpf/lb_icmp_too_big.h,
+ * LB_CNT_ICMP_TOO_BIG), so the client's path-MTU discovery lowers its packets; one without DF is
+ * dropped. Raising the MTU towards the backends by 20 bytes avoids both (docs/xdp-load-balancer.md
+ * "Forwarding modes").
  */
 #ifndef EBPF_NETWORKING_LB_ENCAP_H
 #define EBPF_NETWORKING_LB_ENCAP_H
@@ -19,31 +21,24 @@
 #include <linux/in.h>
 #include <linux/ip.h>
 #include "csum.h"
+#include "lb_ipv4.h"
 
 #ifndef LB_ENCAP_TTL
 #define LB_ENCAP_TTL 64
 #endif
-#define LB_IP_DF 0x4000
-
-/* The header checksum of a 20-byte IPv4 header whose check field is 0. */
-static __always_inline __u16 lb_ipv4_header_csum(const struct iphdr *iph)
-{
-	const __u16 *word = (const __u16 *)iph;
-	__u32 sum = 0;
-#pragma unroll
-	for (int i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
-		sum += word[i];
-	return lb_csum_fold(sum);
-}
 
 /* Room for the outer header in front of the client's IPv4 packet, MTU permitting: 0, or -1 when the
- * packet is too big for ifindex (caller counts and drops), -2 when the headroom cannot grow. */
-static __always_inline int lb_encap_make_room(struct xdp_md *ctx, __u32 ifindex)
+ * packet is too big for ifindex (*mtu = that device's MTU, 0 when unknown; the caller answers or drops),
+ * -2 when the headroom cannot grow. */
+static __always_inline int lb_encap_make_room(struct xdp_md *ctx, __u32 ifindex, __u32 *mtu)
 {
 	__u32 mtu_len = 0;
+	int rc = bpf_check_mtu(ctx, ifindex, &mtu_len, (__s32)sizeof(struct iphdr), 0);
 
-	if (bpf_check_mtu(ctx, ifindex, &mtu_len, (__s32)sizeof(struct iphdr), 0) != BPF_MTU_CHK_RET_SUCCESS)
+	if (rc != BPF_MTU_CHK_RET_SUCCESS) {
+		*mtu = rc == BPF_MTU_CHK_RET_FRAG_NEEDED ? mtu_len : 0;
 		return -1;
+	}
 	if (bpf_xdp_adjust_head(ctx, 0 - (int)sizeof(struct iphdr)))
 		return -2;
 	return 0;
@@ -62,18 +57,8 @@ static __always_inline struct ethhdr *lb_encap_ipip_header(struct xdp_md *ctx, _
 	if ((void *)(inner + 1) > data_end)
 		return 0;
 	eth->h_proto = bpf_htons(ETH_P_IP);
-	outer->version = 4;
-	outer->ihl = 5;
-	outer->tos = inner->tos;
-	outer->tot_len = bpf_htons(bpf_ntohs(inner->tot_len) + (__u16)sizeof(struct iphdr));
-	outer->id = inner->id;
-	outer->frag_off = inner->frag_off & bpf_htons(LB_IP_DF);
-	outer->ttl = LB_ENCAP_TTL;
-	outer->protocol = IPPROTO_IPIP;
-	outer->check = 0;
-	outer->saddr = saddr;
-	outer->daddr = daddr;
-	outer->check = lb_ipv4_header_csum(outer);
+	lb_ipv4_write_header(outer, inner->tos, bpf_htons(bpf_ntohs(inner->tot_len) + (__u16)sizeof(struct iphdr)),
+			     inner->id, inner->frag_off & bpf_htons(LB_IP_DF), LB_ENCAP_TTL, IPPROTO_IPIP, saddr, daddr);
 	return eth;
 }
 

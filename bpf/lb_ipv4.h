@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * The IPv4 header of a packet the load balancer forwards: new addresses, TTL one less, and the
- * header checksum updated incrementally (csum.h) for all three.
+ * header checksum updated incrementally (csum.h) for all three; and the full checksum of a header
+ * the load balancer writes itself (a tunnel's outer header, an ICMP answer).
  */
 #ifndef EBPF_NETWORKING_LB_IPV4_H
 #define EBPF_NETWORKING_LB_IPV4_H
 
 #include <linux/ip.h>
 #include "csum.h"
+
+#define LB_IP_DF 0x4000 /* frag_off: don't fragment */
 
 /* The change of the two addresses as a checksum difference (csum.h): the IPv4 header and the
  * TCP/UDP pseudo-header both cover them. */
@@ -32,6 +35,35 @@ static __always_inline void lb_ipv4_forward_diff(struct iphdr *iph, __be32 saddr
 static __always_inline void lb_ipv4_forward(struct iphdr *iph, __be32 saddr, __be32 daddr)
 {
 	lb_ipv4_forward_diff(iph, saddr, daddr, lb_ipv4_addr_diff(iph, saddr, daddr));
+}
+
+/* The header checksum of a 20-byte IPv4 header whose check field is 0. */
+static __always_inline __u16 lb_ipv4_header_csum(const struct iphdr *iph)
+{
+	const __u16 *word = (const __u16 *)iph;
+	__u32 sum = 0;
+#pragma unroll
+	for (int i = 0; i < (int)(sizeof(struct iphdr) / 2); i++)
+		sum += word[i];
+	return lb_csum_fold(sum);
+}
+
+/* Write a 20-byte IPv4 header (no options) and its checksum; tot_len, id and frag_off in network order. */
+static __always_inline void lb_ipv4_write_header(struct iphdr *iph, __u8 tos, __be16 tot_len, __be16 id,
+						 __be16 frag_off, __u8 ttl, __u8 protocol, __be32 saddr, __be32 daddr)
+{
+	iph->version = 4;
+	iph->ihl = 5;
+	iph->tos = tos;
+	iph->tot_len = tot_len;
+	iph->id = id;
+	iph->frag_off = frag_off;
+	iph->ttl = ttl;
+	iph->protocol = protocol;
+	iph->check = 0;
+	iph->saddr = saddr;
+	iph->daddr = daddr;
+	iph->check = lb_ipv4_header_csum(iph);
 }
 
 #endif

@@ -202,6 +202,8 @@ enum lb_global_counter {
 	LB_CNT_ICMP_TRANSLATED,
 	LB_CNT_ENCAP_TOO_BIG,      /* ipip: the packet plus the outer header exceeds the egress MTU: dropped */
 	LB_CNT_DSR_NOT_NEIGHBOUR,  /* dsr: the route to the backend has a gateway, MAC rewrite cannot reach it */
+	LB_CNT_ICMP_TOO_BIG,       /* ipip: a DF packet too big for the tunnel answered with ICMP frag needed */
+	LB_CNT_ENCAP_AGGREGATE,    /* ipip: a GRO/GSO aggregate (longer than the ingress MTU) cannot be tunnelled */
 	LB_CNT_MAX,
 };
 

@@ -26,7 +26,8 @@
  *   the client's packet came from.
  * - forwarding dsr / ipip services (issue 13): the LB sees only client -> backend packets. dsr
  *   rewrites the destination MAC only (the backend is a neighbour and holds the VIP); ipip puts an
- *   outer IPv4 header in front (bpf/lb_encap.h). No SNAT port, no reply path. The backend is the
+ *   outer IPv4 header in front (bpf/lb_encap.h); a DF packet too big for that gets ICMP "fragmentation
+ *   needed" back (bpf/lb_icmp_too_big.h). No SNAT port, no reply path. The backend is the
  *   Maglev pick, so any LB with the same backend set picks the same one without shared state;
  *   lb_conntrack keeps the pick only for stickiness when the backend set changes.
  */
@@ -40,6 +41,7 @@
 #include "csum.h"
 #include "lb_ipv4.h"
 #include "lb_encap.h"
+#include "lb_icmp_too_big.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -277,12 +279,26 @@ static __always_inline int lb_send(struct xdp_md *ctx, struct ethhdr *eth, const
 	return bpf_redirect(ifindex, 0);
 }
 
-/* An ipip flow's packet: outer header from the tunnel source to the backend, then to its next hop. */
+/* An ipip flow's packet: outer header from the tunnel source to the backend, then to its next hop.
+ * Too big for the tunnel: a DF packet gets ICMP "fragmentation needed" back, others are dropped. */
 static __always_inline int lb_forward_ipip(struct xdp_md *ctx, const struct lb_flow *f)
 {
-	int room = lb_encap_make_room(ctx, f->backend_ifindex ? f->backend_ifindex : ctx->ingress_ifindex);
-	if (room == -1)
+	__u32 mtu = 0;
+	int room = lb_encap_make_room(ctx, f->backend_ifindex ? f->backend_ifindex : ctx->ingress_ifindex, &mtu);
+	if (room == -1) {
+		__u32 ingress_mtu = 0;
+		if (bpf_check_mtu(ctx, 0, &ingress_mtu, 0, 0) != BPF_MTU_CHK_RET_SUCCESS) {
+			/* longer than the interface it came in on: a GRO/GSO aggregate (generic mode), whose
+			 * segments may each fit; an outer header in front cannot be segmented again */
+			lb_count_global(LB_CNT_ENCAP_AGGREGATE);
+			return XDP_DROP;
+		}
 		lb_count_global(LB_CNT_ENCAP_TOO_BIG);
+		if (mtu > sizeof(struct iphdr) && lb_icmp_too_big(ctx, mtu - sizeof(struct iphdr)) == 0) {
+			lb_count_global(LB_CNT_ICMP_TOO_BIG);
+			return XDP_TX;
+		}
+	}
 	if (room)
 		return XDP_DROP;
 	struct ethhdr *eth = lb_encap_ipip_header(ctx, f->snat_ip, f->backend_ip);

@@ -130,8 +130,10 @@ options:
             and sends the packet to the backend by its route; the backend decapsulates and holds the VIP.
           - With C(dsr) and C(ipip) the backends answer clients directly, ports are not translated (a
             backend C(port) must equal I(port)) and I(snat_ip) does not apply. See docs/xdp-load-balancer.md.
-          - C(ipip) packets that exceed the egress MTU by the 20-byte outer header are dropped and counted
-            (C(encap_too_big_dropped)); give the path to the backends a 20-byte larger MTU.
+          - C(ipip) packets that exceed the egress MTU by the 20-byte outer header are not sent and are counted
+            (C(encap_too_big_dropped)). Those with DF set (every TCP segment from Linux) are answered with ICMP
+            "fragmentation needed" carrying the egress MTU less 20 (C(icmp_too_big_sent)), so the client's
+            path-MTU discovery adapts; others are dropped. A 20-byte larger MTU towards the backends avoids both.
         type: str
         choices: [nat, dsr, ipip]
         default: nat
@@ -485,9 +487,11 @@ def main():
 
 @contextlib.contextmanager
 def locked(module, kind, invocation):
+    held = []
     try:
         with deploy_lock.deployment_lock(kind, module.params['name'], 'ansible module %s' % kind,
                                          timeout=LOCK_TIMEOUT):
+            held.append(True)
             yield
     except deploy_lock.DeploymentLocked as e:
         module.fail_json(msg='%s: waited %d s for it. Nothing was changed; run again once it is done (the host '
@@ -496,6 +500,8 @@ def locked(module, kind, invocation):
     except agent_state.StateError as e:
         module.fail_json(msg=str(e), invocation=invocation)
     except (IOError, OSError) as e:
+        if held:  # raised by the work done under the lock, not by taking it
+            module.fail_json(msg='%s %s: %s' % (kind, module.params['name'], e), invocation=invocation)
         module.fail_json(msg='cannot take the lock of deployment %s: %s' % (module.params['name'], e),
                          invocation=invocation)
 

@@ -69,7 +69,10 @@ global_counters:
     - Packets dropped or passed for a reason, and SNAT port events. Keys passed, no_backend, no_neighbour,
       snat_ports_exhausted, flow_insert_failed, fragments_dropped, orphan_replies_dropped, ttl_expired_passed,
       snat_ports_reclaimed, snat_port_scans, flows_lost, udp_flows_moved, icmp_translated, encap_too_big_dropped
-      (C(forwarding=ipip) packets over the egress MTU with the outer header), dsr_backend_not_neighbour.
+      (C(forwarding=ipip) packets over the egress MTU with the outer header, not sent), dsr_backend_not_neighbour,
+      icmp_too_big_sent (those of them with DF, answered with ICMP "fragmentation needed" so the client lowers
+      its path MTU), encap_aggregates_dropped (C(forwarding=ipip) GRO/GSO aggregates, longer than the
+      interface's MTU, seen in generic mode, which cannot be encapsulated).
   returned: when deployed
   type: dict
 refused_flows:
@@ -165,10 +168,20 @@ def advice(counters, global_counters, limits):
         out.append('%d packets belonged to flows whose SNAT port had been reclaimed (idle past their timeout, or '
                    'evicted from a full table): raise max_flows or the timeouts if these were live connections.'
                    % global_counters['flows_lost'])
-    if global_counters.get('encap_too_big_dropped'):
-        out.append('%d ipip packets did not fit the MTU towards their backend with the 20-byte outer header and '
-                   'were dropped: raise the MTU from the load balancer to the backends by 20 bytes, or clamp the '
-                   "clients' MSS." % global_counters['encap_too_big_dropped'])
+    too_big = global_counters.get('encap_too_big_dropped', 0)
+    answered = global_counters.get('icmp_too_big_sent', 0)
+    if too_big > answered:
+        out.append('%d ipip packets without DF did not fit the MTU towards their backend with the 20-byte outer '
+                   'header and were dropped (XDP cannot fragment): raise the MTU from the load balancer to the '
+                   "backends by 20 bytes, or clamp the clients' MSS." % (too_big - answered))
+    if answered:
+        out.append('%d ipip packets with DF did not fit the MTU towards their backend with the 20-byte outer header '
+                   'and were answered with ICMP fragmentation needed; each costs its client a round trip: a 20-byte '
+                   'larger MTU towards the backends avoids it (clients that filter ICMP would stall).' % answered)
+    if global_counters.get('encap_aggregates_dropped'):
+        out.append('%d GRO/GSO aggregates reached an ipip service in generic mode and were dropped (an outer header '
+                   'cannot be put on them): attach in native mode, or turn GRO off on the interface (ethtool -K '
+                   'IFACE gro off) and, on a veth, TSO off on the sending side.' % global_counters['encap_aggregates_dropped'])
     if global_counters.get('dsr_backend_not_neighbour'):
         out.append('%d new dsr flows were dropped because the route to their backend has a gateway now: dsr '
                    'backends must be neighbours of the load balancer (or use forwarding: ipip).'

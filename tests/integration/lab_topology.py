@@ -44,6 +44,13 @@ class Node(object):
     def run(self, *cmd, **kw):
         return nsexec(self.ns, *cmd, **kw)
 
+    def hold_vip(self, vip):
+        """A dsr/ipip backend: accept packets to vip (on lo), never answer ARP for it."""
+        self.run('ip', 'addr', 'add', vip + '/32', 'dev', 'lo')
+        for conf in ('all', 'eth0'):
+            self.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_ignore=1' % conf)
+            self.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_announce=2' % conf)
+
     def spawn(self, *cmd):
         p = subprocess.Popen(['ip', 'netns', 'exec', self.ns] + list(cmd), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)

@@ -31,18 +31,26 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+def recv_sha256(conn):
+    """Read a length-prefixed payload: its sha256 (hashlib object), or None when the peer closed early."""
+    size = struct.unpack('!Q', recv_exact(conn, 8))[0]
+    h = hashlib.sha256()
+    left = size
+    while left:
+        chunk = conn.recv(min(1 << 20, left))
+        if not chunk:
+            return None
+        h.update(chunk)
+        left -= len(chunk)
+    return h
+
+
 def serve_one(listener, rr):
     conn, _addr = listener.accept()
     with conn:
-        size = struct.unpack('!Q', recv_exact(conn, 8))[0]
-        h = hashlib.sha256()
-        left = size
-        while left:
-            chunk = conn.recv(min(1 << 20, left))
-            if not chunk:
-                return
-            h.update(chunk)
-            left -= len(chunk)
+        h = recv_sha256(conn)
+        if h is None:
+            return
         conn.sendall(h.digest())
         for _i in range(rr):
             conn.sendall(recv_exact(conn, 64))

@@ -30,13 +30,6 @@ SUBNET = '10.213.0.'
 VIP = SUBNET + '50'
 
 
-def backend_holds_vip(node):
-    node.run('ip', 'addr', 'add', VIP + '/32', 'dev', 'lo')
-    for conf in ('all', 'eth0'):
-        node.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_ignore=1' % conf)
-        node.run('sysctl', '-qw', 'net.ipv4.conf.%s.arp_announce=2' % conf)
-
-
 @pytest.fixture(scope='module')
 def topo(require_root):
     pytest.importorskip('bcc')
@@ -44,7 +37,7 @@ def topo(require_root):
     try:
         lab.node('lb').run('ip', 'addr', 'add', VIP + '/32', 'dev', 'eth0')
         for b in lab.backends:
-            backend_holds_vip(lab.node(b))
+            lab.node(b).hold_vip(VIP)
         lab.start_backends(port=80)
         yield lab
     finally:

@@ -17,8 +17,10 @@ import subprocess
 import pytest
 
 from conftest import COLLECTION
+from scapy.layers.inet import IPOption_RR
+
 from xdp_harness import (
-    IP, TCP, Ether, Harness, LB_IP, VIP, assert_checksums, client, from_client, icmp_error, lan_backend,
+    ICMP, IP, TCP, Ether, Harness, LB_IP, VIP, assert_checksums, client, from_client, icmp_error, lan_backend,
     mac_of, srv_backend)
 
 xdp_lb_maps = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps')
@@ -189,16 +191,141 @@ def test_ipip_outer_header_is_exact(lb, proto, flags):
 
 def test_ipip_packets_too_big_for_the_mtu_are_dropped_and_counted(lb):
     """MTU 1500 on the bench's devices: an inner packet of 1480 bytes fits with the outer header, 1481
-    does not (XDP cannot fragment; the drop is counted)."""
+    does not. Without DF the sender allows fragmenting, which XDP cannot do: dropped and counted, and
+    no ICMP (RFC 1191 answers only DF packets; a sender fragmenting at source would have its fragments
+    dropped by the LB anyway, and the stack behind XDP_PASS has no tunnel to send it through)."""
     lb.apply([NAT_SVC, dict(IPIP_SVC, protocol='udp')])
     for n in range(6):  # flows to both backends (both devices)
         fits = from_client(client(n), 53000 + n, 'udp', payload=b'p' * (1480 - 28), vport=9100)
         verdict, out = lb.send(fits)
         assert verdict in ('TX', 'REDIRECT') and out[IP].len == 1500
-        before = lb.global_counters()['encap_too_big_dropped']
+        before = lb.global_counters()
         verdict, _out = lb.send(from_client(client(n), 53000 + n, 'udp', payload=b'p' * (1481 - 28), vport=9100))
         assert verdict == 'DROP'
-        assert lb.global_counters()['encap_too_big_dropped'] == before + 1
+        after = lb.global_counters()
+        assert after['encap_too_big_dropped'] == before['encap_too_big_dropped'] + 1
+        assert after['icmp_too_big_sent'] == before['icmp_too_big_sent'], 'no ICMP for a packet without DF'
+
+
+def tcp_segment(n, length, df=True, cport=None, options=None, src=None):
+    """A client's TCP segment of `length` IP bytes to the ipip service."""
+    def frame(payload):
+        return from_client(src or client(n), cport or 55000 + n, 'tcp', flags='A', payload=payload, vport=9100,
+                           options=options)
+    head = len(bytes(frame(b'')[IP]))
+    segment = frame(b'u' * (length - head))
+    segment[IP].flags = 'DF' if df else ''
+    segment = Ether(bytes(segment))
+    assert segment[IP].len == length
+    return segment
+
+
+def assert_frag_needed(frame, verdict, out, mtu):
+    """out is the ICMP "fragmentation needed" the client of frame must get: from the address it sent
+    to (the VIP), quoting its IP header and 8 bytes, next-hop MTU `mtu`, every checksum valid."""
+    sent = bytes(frame)[14:]
+    ihl = (sent[0] & 0x0f) * 4
+    assert verdict == 'TX', 'the answer goes back where the packet came from (verdict %s)' % verdict
+    assert (out[Ether].src, out[Ether].dst, out[Ether].type) == (frame[Ether].dst, frame[Ether].src, 0x0800)
+    ip = out[IP]
+    assert (ip.version, ip.ihl, ip.src, ip.dst, ip.proto, ip.ttl, ip.frag) == (
+        4, 5, frame[IP].dst, frame[IP].src, 1, 64, 0)
+    assert ip.tos == 0xc0, 'internetwork control, as the kernel sends its ICMP errors'
+    assert str(ip.flags) == 'DF', 'an atomic datagram: DF with no need for a unique ID'
+    assert ip.len == 20 + 8 + ihl + 8 and len(out) == 14 + ip.len, 'quote = the IP header + 8 bytes'
+    icmp = out[ICMP]
+    assert (icmp.type, icmp.code, bytes(icmp)[4:6], icmp.nexthopmtu) == (3, 4, b'\0\0', mtu)
+    assert bytes(icmp.payload) == sent[:ihl + 8], 'the quote is the client packet as sent'
+    assert_checksums(out)
+
+
+def test_ipip_df_packet_too_big_is_answered_with_fragmentation_needed(lb):
+    """A full-size DF segment (1500 bytes, MTU 1500 on both devices): ICMP type 3 code 4 with MTU 1480
+    back to the client, with XDP_TX; counted. The next segment of 1480 fits and goes through."""
+    seen = set()
+    for n in range(8):  # flows to both backends, so both egress devices are checked
+        verdict, out = lb.send(from_client(client(n), 55000 + n, flags='S', vport=9100))
+        assert verdict in ('TX', 'REDIRECT')
+        seen.add(out[IP].dst)
+        before = lb.global_counters()
+        frame = tcp_segment(n, 1500)
+        verdict, out = lb.send(frame)
+        assert_frag_needed(frame, verdict, out, 1480)
+        after = lb.global_counters()
+        assert after['icmp_too_big_sent'] == before['icmp_too_big_sent'] + 1
+        assert after['encap_too_big_dropped'] == before['encap_too_big_dropped'] + 1, 'the segment is not sent'
+        verdict, out = lb.send(tcp_segment(n, 1480))
+        assert verdict in ('TX', 'REDIRECT') and out[IP].len == 1500 and out[IP].proto == 4
+    assert seen == set(IPIP_BACKENDS)
+
+
+def test_fragmentation_needed_quotes_ip_options_and_uses_the_egress_mtu(lb):
+    """The quote holds the whole IP header (options too); the MTU is the egress device's less 20,
+    not a constant: srv0 at 1400 gives 1380, lan0 still 1480."""
+    netns = lb.bed.netns
+    subprocess.run(['ip', '-n', netns, 'link', 'set', 'srv0', 'mtu', '1400'], check=True)
+    try:
+        lb.bed.reset_flows()
+        lb.apply(SERVICES)
+        mtus = {}
+        for n in range(8):
+            verdict, out = lb.send(from_client(client(n), 56000 + n, flags='S', vport=9100))
+            backend = out[IP].dst
+            frame = tcp_segment(n, 1460, cport=56000 + n, options=[IPOption_RR(routers=['0.0.0.0'] * 2)])
+            assert frame[IP].ihl > 5
+            verdict, out = lb.send(frame)
+            if device_of(backend) == 'srv0':
+                assert_frag_needed(frame, verdict, out, 1380)
+            else:
+                assert verdict == 'TX' and out[IP].proto == 4, '1460 + 20 fits lan0'
+            mtus[device_of(backend)] = True
+        assert set(mtus) == {'lan0', 'srv0'}
+    finally:
+        subprocess.run(['ip', '-n', netns, 'link', 'set', 'srv0', 'mtu', '1500'], check=True)
+
+
+def test_an_aggregate_longer_than_the_ingress_mtu_is_dropped_without_icmp(lb):
+    """Generic mode sees GRO/GSO aggregates (a frame longer than the interface's MTU, which no single
+    packet can be): its segments may fit, so an ICMP would tell the client nothing it can act on, and
+    an outer header in front of an aggregate cannot be segmented again. Dropped, counted apart."""
+    lb.send(from_client(client(2), 57200, flags='S', vport=9100))
+    before = lb.global_counters()
+    verdict, _out = lb.send(tcp_segment(2, 2 * 1448 + 52, cport=57200))
+    after = lb.global_counters()
+    assert verdict == 'DROP'
+    assert after['encap_aggregates_dropped'] == before['encap_aggregates_dropped'] + 1
+    assert after['icmp_too_big_sent'] == before['icmp_too_big_sent']
+    assert after['encap_too_big_dropped'] == before['encap_too_big_dropped']
+
+
+@pytest.mark.parametrize('source', ['0.0.0.0', '127.0.0.1', '224.0.0.5', '255.255.255.255'])
+def test_no_icmp_to_a_source_that_cannot_be_answered(lb, source):
+    """RFC 1812 4.3.2.7: no ICMP error to a zero, loopback, multicast or broadcast source: the packet
+    is dropped and counted, nothing is sent."""
+    frame = tcp_segment(0, 1500, src=source, cport=57000)
+    before = lb.global_counters()
+    verdict, _out = lb.send(frame, dev='lan0')
+    after = lb.global_counters()
+    assert verdict == 'DROP'
+    assert after['icmp_too_big_sent'] == before['icmp_too_big_sent']
+
+
+def test_an_oversized_icmp_packet_never_gets_an_icmp_error(lb):
+    """No ICMP about ICMP (RFC 1122 3.2.2): a full-size DF ICMP error or echo to the VIP is left to
+    the stack, whatever its size."""
+    lb.send(from_client(client(1), 57100, flags='S', vport=9100))
+    big_reply = IP(src=VIP, dst=client(1), flags='DF') / TCP(sport=9100, dport=57100, flags='A') / (b'r' * 1400)
+    errors = [icmp_error(client(1), VIP, big_reply, icmp_type=3, code=3) / (b'e' * 1444),
+              IP(src=client(1), dst=VIP) / ICMP(type=8) / (b'e' * 1472)]
+    before = lb.global_counters()
+    for packet in errors:
+        packet[IP].flags = 'DF'
+        frame = Ether(bytes(Ether(src=mac_of(client(1)), dst=mac_of(LB_IP)) / packet))
+        assert len(frame) == 1514
+        verdict, _out = lb.send(frame)
+        assert verdict == 'PASS'
+    after = lb.global_counters()
+    assert after['icmp_too_big_sent'] == before['icmp_too_big_sent']
 
 
 def test_ipip_uses_no_snat_and_nat_next_to_it_is_unchanged(lb):
