@@ -16,8 +16,8 @@ import struct
 import time
 
 
-def ask(sock):
-    sock.sendall(b'GET / HTTP/1.1\r\nHost: lb\r\n\r\n')
+def read_head(sock):
+    """An HTTP response's headers (lower-case names, bytes) and the part of the body read with them."""
     data = b''
     while b'\r\n\r\n' not in data:
         chunk = sock.recv(4096)
@@ -25,7 +25,15 @@ def ask(sock):
             raise IOError('connection closed')
         data += chunk
     head, body = data.split(b'\r\n\r\n', 1)
-    length = int([h.split(b':')[1] for h in head.split(b'\r\n') if h.lower().startswith(b'content-length')][0])
+    headers = dict((k.strip().lower(), v.strip()) for k, v in
+                   (line.split(b':', 1) for line in head.split(b'\r\n')[1:] if b':' in line))
+    return headers, body
+
+
+def ask(sock):
+    sock.sendall(b'GET / HTTP/1.1\r\nHost: lb\r\n\r\n')
+    headers, body = read_head(sock)
+    length = int(headers[b'content-length'])
     while len(body) < length:
         body += sock.recv(4096)
     return body.decode().strip().replace('Hostname: ', '')

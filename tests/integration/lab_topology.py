@@ -59,9 +59,11 @@ class Node(object):
 
 
 class Topology(object):
-    def __init__(self, clients=2, backends=3, checksum_offload=True, prefix=PREFIX, subnet=SUBNET):
+    def __init__(self, clients=2, backends=3, checksum_offload=True, prefix=PREFIX, subnet=SUBNET, lbs=1):
         # prefix and subnet: another test file's lab, so both can exist at once
         self.prefix = prefix
+        # one LB is 'lb' (host .10); several are lb1, lb2, ... (hosts .10, .11, ...)
+        self.lbs = ['lb'] if lbs == 1 else ['lb%d' % (i + 1) for i in range(lbs)]
         self.subnet = subnet
         self.switch = prefix + 'sw'
         self.nodes = {}
@@ -80,7 +82,7 @@ class Topology(object):
         sh('ip', 'netns', 'add', self.switch)
         nsexec(self.switch, 'ip', 'link', 'add', 'br0', 'type', 'bridge')
         nsexec(self.switch, 'ip', 'link', 'set', 'br0', 'up')
-        plan = [('lb', 10)] + [(c, 100 + i) for i, c in enumerate(self.clients)] + \
+        plan = [(lb, 10 + i) for i, lb in enumerate(self.lbs)] + [(c, 100 + i) for i, c in enumerate(self.clients)] + \
                [(b, 20 + i) for i, b in enumerate(self.backends)]
         for i, (name, host) in enumerate(plan):
             ns = self.prefix + name
