@@ -4,9 +4,10 @@
 """A backend of an xdp_proxy dsr or ipip service, configured: the VIPs on loopback, ARP kept off
 them, and for ipip the decapsulation and reverse-path filter.
 
-What a run adds is recorded in a file (STATE_DIR/xdp_lb_backend/<name>.json; the host agent restores
-from the parameters the module saved under STATE_DIR/lb_backend/, with this class), so state=absent removes exactly that: addresses that were there before stay, and sysctls go
-back to the values they had, unless someone changed them since. No import from `ansible.`.
+What a run adds is recorded in a file (STATE_DIR/xdp_lb_backend/<name>.json), so state=absent removes
+exactly that: addresses that were there before stay, and sysctls go back to the values they had, unless
+someone changed them since. The host agent restores a backend with this class, from the parameters the
+module saved under STATE_DIR/lb_backend/ (persistent: true). No import from `ansible.`.
 """
 
 from __future__ import absolute_import, division, print_function

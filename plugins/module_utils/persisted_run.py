@@ -11,6 +11,8 @@ Takes the AnsibleModule as an argument and imports nothing from `ansible.`, like
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import os
+
 from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, deploy_lock
 from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 
@@ -29,6 +31,8 @@ def run_saved(module, kind, run, invocation=None):
             if not present:
                 # forget first: the agent must not restore what is being removed
                 saved = agent_state.persist(kind, params, False, module.check_mode)
+            elif params['persistent'] and not module.check_mode:
+                require_writable(kind)  # before anything changes: not a configuration the agent cannot keep
             try:
                 result = run()
             except DeployError as e:
@@ -53,3 +57,16 @@ def run_saved(module, kind, run, invocation=None):
     result['persistent_state'] = agent_state.state_path(kind, params['name']) \
         if params['persistent'] and present else None
     return result
+
+
+def require_writable(kind):
+    """Raise StateError with the fix when the saved state of kind cannot be written."""
+    directory = os.path.dirname(agent_state.state_path(kind, 'x'))
+    try:
+        agent_state.make_dirs(directory)
+    except (IOError, OSError) as e:
+        raise agent_state.StateError('the directory of the state kept for the host agent, %s, cannot be created: %s. '
+                                     'Fix the cause (is /etc writable?) or set persistent: false' % (directory, e))
+    if not os.access(directory, os.W_OK):
+        raise agent_state.StateError('the directory of the state kept for the host agent, %s, is not writable. Fix '
+                                     'its permissions or set persistent: false' % directory)

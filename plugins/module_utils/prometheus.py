@@ -157,9 +157,9 @@ def sockmap_families(deployment, counters, sockets, attached=True):
 
 def backend_families(deployment, configured):
     """An lb_backend deployment: whether the backend is configured as saved (VIPs on lo, sysctls, ipip device)."""
-    return [Family(PREFIX + 'backend_configured', 'gauge', 'Whether the dsr/ipip backend configuration (VIPs on lo, '
-                   'ARP and rp_filter sysctls, ipip device) is in place (1) or not').add({'deployment': deployment},
-                                                                                        1 if configured else 0)]
+    fam = Family(PREFIX + 'backend_configured', 'gauge', 'Whether the dsr/ipip backend configuration (VIPs on lo, '
+                 'ARP and rp_filter sysctls, ipip device) is in place (1) or not')
+    return [fam.add({'deployment': deployment}, 1 if configured else 0)]
 
 
 def decap_families(deployment, attached, packets):

@@ -31,7 +31,7 @@ import urllib.request
 import pytest
 
 from conftest import COLLECTION, XDP_SOURCES, read_sources, run_module
-from lab_topology import Topology, sh
+from lab_topology import Topology
 
 SUBNET = '10.209.0.'
 VIP_DSR = SUBNET + '50'
@@ -267,7 +267,10 @@ def test_simulated_backend_reboot_agent_brings_the_backends_back(bklab):
 
 
 def test_agent_metrics_say_the_backends_are_in_place(bklab):
-    text = wait_for(lambda: (lambda t: t if 'ebpf_networking_backend_configured' in t else '')(scrape()), 15)
+    def restored_metrics():
+        text = scrape()
+        return text if 'ebpf_networking_backend_configured' in text else ''
+    text = wait_for(restored_metrics, 15)
     assert 'ebpf_networking_backend_configured{deployment="%s"} 1' % BE1 in text, text
     assert 'ebpf_networking_backend_configured{deployment="%s"} 1' % BE2 in text, text
     assert 'ebpf_networking_decap_attached{deployment="%s"} 1' % DECAP in text, text
@@ -310,3 +313,32 @@ def test_not_persistent_removes_the_saved_state(bklab):
     assert any('remove saved state' in c for c in result['changes']), result['changes']
     assert not os.path.exists(os.path.join(STATE_DIR, 'lb_backend', BE2 + '.json'))
     assert VIP_IPIP in lo_vips(bklab, 'be2'), 'the configuration itself stays'
+
+
+@pytest.mark.parametrize('module,args', [
+    ('lb_backend', {'name': 'bk_bad', 'netns': 'bk-be1', 'vips': [SUBNET + '60']}),
+    ('xdp_decap', {'name': 'bk_bad', 'netns': 'bk-be1', 'interface': 'eth0'}),
+])
+def test_unwritable_state_dir_fails_before_anything_changes(bklab, module, args):
+    blocker = os.path.join(WORK, 'not-a-directory')
+    with open(blocker, 'w') as f:
+        f.write('x')
+    os.environ['EBPF_NETWORKING_STATE_DIR'] = blocker
+    try:
+        if module == 'xdp_decap':
+            args = dict(args, bpf_sources=read_sources(['xdp_decap.bpf.c']))
+        result = run_module(module, args)
+    finally:
+        os.environ['EBPF_NETWORKING_STATE_DIR'] = STATE_DIR
+    assert result.get('failed'), result
+    assert 'set persistent: false' in result['msg'] and 'Nothing was changed' in result['msg'], result['msg']
+    assert 'Traceback' not in result.get('module_stderr', '') and 'exception' not in result, result
+    assert SUBNET + '60' not in lo_vips(bklab, 'be1') and xdp_prog_id(bklab, 'be1') is None
+    assert not os.path.exists('/sys/fs/bpf/ebpf_networking/bk_bad')
+
+
+def test_bad_name_fails_naming_the_rule(bklab):
+    result = run_module('lb_backend', {'name': 'Bad Name', 'netns': 'bk-be1', 'vips': [SUBNET + '60']})
+    assert result.get('failed') and "name 'Bad Name' is invalid" in result['msg'], result
+    assert 'Traceback' not in result.get('module_stderr', '')
+    assert SUBNET + '60' not in lo_vips(bklab, 'be1')
