@@ -109,7 +109,8 @@ def bklab(require_root):
         yield lab
     finally:
         lab.agent.stop()
-        for module, name in (('lb_backend', BE1), ('lb_backend', BE2), ('xdp_decap', DECAP), ('xdp_proxy', LB)):
+        for module, name in (('lb_backend', BE1), ('lb_backend', BE2), ('xdp_decap', DECAP), ('xdp_proxy', LB),
+                             ('lb_backend', 'bk_bad'), ('xdp_decap', 'bk_bad')):
             run_module(module, {'name': name, 'state': 'absent'})
         lab.down()
         shutil.rmtree(WORK, ignore_errors=True)
@@ -251,6 +252,7 @@ def test_simulated_backend_reboot_agent_brings_the_backends_back(bklab):
     lines = dict((key, [line for line in restore_lines(bklab) if key + ': restored' in line])
                  for key in ('lb_backend/' + BE1, 'lb_backend/' + BE2, 'xdp_decap/' + DECAP))
     assert all(len(v) == 1 for v in lines.values()), lines
+    print('\n'.join(v[0] for v in lines.values()))
     be1 = lines['lb_backend/' + BE1][0]
     assert 'add %s/32 to lo' % VIP_DSR in be1 and 'net.ipv4.conf.all.arp_ignore = 1' in be1, be1
     be2 = lines['lb_backend/' + BE2][0]
