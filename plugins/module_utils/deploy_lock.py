@@ -56,11 +56,12 @@ def deployment_lock(kind, name, purpose, timeout=None, run_dir=None):
         agent_state.make_dirs(directory)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except (IOError, OSError) as e:
+        # the agent passes its configured run_dir; modules use the environment's
+        setting = 'the host agent\'s run_dir setting' if run_dir else 'EBPF_NETWORKING_RUN_DIR'
         raise agent_state.StateError(
-            'cannot create the lock file %s of deployment %s/%s: %s. The run directory (%s, set by '
-            'EBPF_NETWORKING_RUN_DIR) must be a writable directory on a local file system; remove what is in '
-            'the way or point EBPF_NETWORKING_RUN_DIR elsewhere.'
-            % (path, kind, name, e.strerror or e, run_dir or agent_state.RUN_DIR))
+            'cannot create the lock file %s of deployment %s/%s: %s. The run directory (%s, set by %s) must be '
+            'a writable directory on a local file system; remove what is in the way or point %s elsewhere.'
+            % (path, kind, name, e.strerror or e, run_dir or agent_state.RUN_DIR, setting, setting))
     try:
         deadline = None if timeout is None else time.time() + timeout
         while True:

@@ -10,10 +10,15 @@ program compares them with packet fields.
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import gzip
+import json
+import os
+import re
 import socket
 import struct
+import time
 
-from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall, maglev
+from ansible_collections.ebpf.networking.plugins.module_utils import agent_state, bpf_syscall, maglev
 
 PROTOCOLS = {'tcp': 6, 'udp': 17}
 PROTOCOL_NAMES = dict((v, k) for k, v in PROTOCOLS.items())
@@ -72,27 +77,102 @@ TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 
 TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
                  'udp': 'LB_TO_UDP'}
 KNOWN_HZ = (100, 250, 300, 1000)
-FALLBACK_HZ = 100  # when HZ cannot be measured: timeouts then last longer, never shorter
+# when HZ can be neither read nor measured: the largest, so timeouts (seconds * HZ jiffies) last longer, never shorter
+FALLBACK_HZ = max(KNOWN_HZ)
 
 
-def kernel_hz(timer_list='/proc/timer_list', sleep=None):
-    """The kernel's HZ, from the jiffies and nanosecond clocks in /proc/timer_list 0.1 s apart."""
-    import re  # pylint: disable=import-outside-toplevel
-    import time  # pylint: disable=import-outside-toplevel
+_DEFAULT = object()
+BOOT_ID = '/proc/sys/kernel/random/boot_id'
 
+
+def kernel_config_paths():
+    return ('/proc/config.gz', '/boot/config-%s' % os.uname()[2])
+
+
+def _config_hz(paths):
+    """CONFIG_HZ from the first readable kernel config, or None."""
+    for path in paths:
+        try:
+            with (gzip.open(path, 'rt') if path.endswith('.gz') else open(path)) as f:
+                for line in f:
+                    match = re.match(r'CONFIG_HZ=(\d+)\s*$', line)
+                    if match and 10 <= int(match.group(1)) <= 10000:
+                        return int(match.group(1))
+        except (OSError, IOError, EOFError, ValueError, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _measured_hz(timer_list, sleep):
     def sample():
+        # the first jiffies line comes after CPU 0's active timers: hundreds of lines on a busy host
+        now = None
         with open(timer_list) as f:
-            text = f.read(8192)
-        return (int(re.search(r'^now at (\d+) nsecs', text, re.M).group(1)),
-                int(re.search(r'^jiffies: (\d+)', text, re.M).group(1)))
+            for line in f:
+                if now is None:
+                    match = re.match(r'now at (\d+) nsecs', line)
+                    now = int(match.group(1)) if match else None
+                elif line.startswith('jiffies: '):
+                    return now, int(line.split()[1])
+        raise ValueError('no "now at" and "jiffies" lines in %s' % timer_list)
+    # three 0.1 s windows, the median: one window stretched by a descheduled reader does not decide
+    rates = []
     try:
-        first = sample()
-        (sleep or time.sleep)(0.1)
-        second = sample()
-        measured = (second[1] - first[1]) * 1e9 / max(1, second[0] - first[0])
-    except (OSError, IOError, AttributeError, ValueError):
-        return FALLBACK_HZ
+        before = sample()
+        for _window in range(3):
+            (sleep or time.sleep)(0.1)
+            after = sample()
+            rates.append((after[1] - before[1]) * 1e9 / max(1, after[0] - before[0]))
+            before = after
+    except (OSError, IOError, ValueError):
+        return None
+    measured = sorted(rates)[1]
     return min(KNOWN_HZ, key=lambda hz: abs(hz - measured))
+
+
+def _boot_id(path):
+    try:
+        with open(path) as f:
+            return f.read().strip() or None
+    except (OSError, IOError):
+        return None
+
+
+def _remembered_hz(memo, boot):
+    try:
+        with open(memo) as f:
+            doc = json.load(f)
+    except (OSError, IOError, ValueError):
+        return None
+    if isinstance(doc, dict) and doc.get('boot_id') == boot and doc.get('hz') in KNOWN_HZ:
+        return doc['hz']
+    return None
+
+
+def kernel_hz(timer_list='/proc/timer_list', sleep=None, configs=None, memo=_DEFAULT, boot_id=BOOT_ID):
+    """The kernel's HZ: CONFIG_HZ from the kernel config when there is one; else measured from the jiffies
+    and nanosecond clocks in /proc/timer_list (the median of three 0.1 s windows), and remembered for this
+    boot in the run directory (memo) so that every process of a boot (module runs, the host agent) compiles
+    the same timeouts. FALLBACK_HZ when neither works (timeouts then last longer, never shorter)."""
+    hz = _config_hz(kernel_config_paths() if configs is None else configs)
+    if hz:
+        return hz
+    if memo is _DEFAULT:
+        memo = os.path.join(agent_state.RUN_DIR, 'kernel_hz.json')
+    boot = _boot_id(boot_id) if memo else None
+    if boot:
+        hz = _remembered_hz(memo, boot)
+        if hz:
+            return hz
+    hz = _measured_hz(timer_list, sleep)
+    if hz is None:
+        return FALLBACK_HZ
+    if boot:
+        try:
+            agent_state.write_atomic(memo, json.dumps({'boot_id': boot, 'hz': hz}) + '\n', mode=0o644)
+        except (OSError, IOError):
+            pass  # a read-only run directory: measured again next time
+    return hz
 
 
 class ConfigError(ValueError):

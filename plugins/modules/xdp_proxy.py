@@ -485,9 +485,11 @@ def main():
 
 @contextlib.contextmanager
 def locked(module, kind, invocation):
+    held = []
     try:
         with deploy_lock.deployment_lock(kind, module.params['name'], 'ansible module %s' % kind,
                                          timeout=LOCK_TIMEOUT):
+            held.append(True)
             yield
     except deploy_lock.DeploymentLocked as e:
         module.fail_json(msg='%s: waited %d s for it. Nothing was changed; run again once it is done (the host '
@@ -496,6 +498,8 @@ def locked(module, kind, invocation):
     except agent_state.StateError as e:
         module.fail_json(msg=str(e), invocation=invocation)
     except (IOError, OSError) as e:
+        if held:  # raised by the work done under the lock, not by taking it
+            module.fail_json(msg='%s %s: %s' % (kind, module.params['name'], e), invocation=invocation)
         module.fail_json(msg='cannot take the lock of deployment %s: %s' % (module.params['name'], e),
                          invocation=invocation)
 

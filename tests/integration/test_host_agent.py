@@ -141,11 +141,11 @@ def test_module_saves_state_and_agent_keeps_an_intact_deployment(aglab):
     assert 'FAILED' not in answers and set(answers) == {'be1', 'be2'}
 
 
-def _safe(fn):
+def _safe(fn, default=''):
     try:
         return fn()
     except (IOError, OSError, ValueError):
-        return ''
+        return default
 
 
 def test_lost_attachment_is_reattached_with_the_same_pins(aglab):
@@ -216,7 +216,10 @@ def test_failing_backend_leaves_the_table_and_returns(aglab):
     server.wait()
     be2.procs.remove(server)
     killed = time.time()
-    time.sleep(DETECTION + 1.0)   # interval * fall + timeout, plus one agent poll and the table update
+    svc, be2_key = '%s:80/tcp' % aglab.ip('lb'), '%s:80' % aglab.ip('be2')
+    # the agent writes its status after the table update: "down" there means be2 left the table
+    assert wait_for(lambda: _safe(status, {}).get('health', {}).get(svc, {}).get(be2_key, {}).get('state') == 'down',
+                    DETECTION + 20), aglab.agent.logtext()[-3000:]
     answers = curl(aglab, 30)
     assert 'FAILED' not in answers, answers
     assert set(answers) == {'be1'}

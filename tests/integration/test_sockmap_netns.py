@@ -146,6 +146,13 @@ def test_thousand_connections_in_order_through_filter_change_and_reload(tmp_path
         reloaded = sockmap(ports=[STRESS_PORT, STRESS_PORT + 1, 17199], max_sockets=32768)
         assert reloaded['changed'] and reloaded['prog_ids'] != on['prog_ids'], 'a reload'
         assert proc.poll() is None, 'the load must outlast the changes, or this proves nothing'
+        # the reloaded programs count only batches started after their attach: let the load run until they did
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            seen = sockmap(ports=[STRESS_PORT, STRESS_PORT + 1, 17199], max_sockets=32768)['counters']
+            if seen['msgs_redirected'] > 0 and seen['msgs_passed_tcp_direction'] > 0:
+                break
+            time.sleep(0.5)
     finally:
         result = finish_stress(proc, until)
     assert result['directions'] >= 2000

@@ -118,4 +118,15 @@ def test_a_file_where_the_lock_directory_belongs_is_an_error_naming_the_path_and
         with deploy_lock.deployment_lock('xdp_proxy', 'q12file', 'file', timeout=0, run_dir=str(tmp_path)):
             pass
     assert str(tmp_path / 'locks' / 'xdp_proxy' / 'q12file.lock') in str(e.value)
-    assert 'EBPF_NETWORKING_RUN_DIR' in str(e.value)
+    assert "host agent's run_dir setting" in str(e.value) and 'EBPF_NETWORKING_RUN_DIR' not in str(e.value), \
+        'the agent was given its run directory: the environment variable is not what to change'
+
+
+def test_a_module_lock_that_cannot_be_created_names_the_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setattr(agent_state, 'RUN_DIR', str(tmp_path))
+    (tmp_path / 'locks').write_text(u'not a directory')
+    with pytest.raises(agent_state.StateError) as e:
+        with deploy_lock.deployment_lock('xdp_proxy', 'q12file', 'file', timeout=0):
+            pass
+    assert str(tmp_path / 'locks' / 'xdp_proxy' / 'q12file.lock') in str(e.value)
+    assert 'set by EBPF_NETWORKING_RUN_DIR' in str(e.value)

@@ -372,7 +372,7 @@ def test_a_lock_that_cannot_be_created_is_an_error_of_that_deployment_and_retrie
     agent.tick()
     assert driver.applied == []
     assert agent.errors.get('xdp_proxy/lb1') == 1
-    assert any('EBPF_NETWORKING_RUN_DIR' in r.getMessage() and locks in r.getMessage() for r in caplog.records)
+    assert any("host agent's run_dir setting" in r.getMessage() and locks in r.getMessage() for r in caplog.records)
     os.unlink(locks)
     clock.now += 60
     agent.tick()

@@ -4,6 +4,7 @@
 from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
+import gzip
 import os
 import re
 import struct
@@ -149,20 +150,114 @@ def test_timeouts_become_jiffies_in_cflags():
         m.Limits(timeouts={'udp': 0})
 
 
-@pytest.mark.parametrize('jiffies_per_tenth,expected', [(25, 250), (100, 1000), (10, 100), (31, 300), (26, 250)])
-def test_kernel_hz_is_measured_from_timer_list(tmp_path, jiffies_per_tenth, expected):
-    path = tmp_path / 'timer_list'
-    samples = iter([(10 ** 9, 5000), (11 * 10 ** 8, 5000 + jiffies_per_tenth)])
+def _timer_list(path, samples, padding=''):
+    """A sleep() stand-in that writes the next (nsecs, jiffies) sample as /proc/timer_list shows it; padding
+    plays the active timers listed before the first jiffies line."""
+    samples = iter(samples)
 
     def write(_seconds=None):
         now, jiffies = next(samples)
-        path.write_text('Timer List Version: v0.9\nnow at %d nsecs\n\ncpu: 0\njiffies: %d\n' % (now, jiffies))
+        path.write_text('Timer List Version: v0.9\nnow at %d nsecs\n\ncpu: 0\n%sjiffies: %d\n' % (now, padding, jiffies))
     write()
-    assert m.kernel_hz(str(path), sleep=write) == expected
+    return write
+
+
+def _windows(*jiffies_per_tenth):
+    """Samples 0.1 s apart whose jiffies advance by the given counts (one count per window)."""
+    samples, now, jiffies = [(10 ** 9, 5000)], 10 ** 9, 5000
+    for count in jiffies_per_tenth:
+        now, jiffies = now + 10 ** 8, jiffies + count
+        samples.append((now, jiffies))
+    return samples
+
+
+def _measure_only(**kw):
+    return dict(dict(configs=(), memo=None), **kw)
+
+
+@pytest.mark.parametrize('jiffies_per_tenth,expected', [(25, 250), (100, 1000), (10, 100), (31, 300), (26, 250)])
+def test_kernel_hz_is_measured_from_timer_list(tmp_path, jiffies_per_tenth, expected):
+    path = tmp_path / 'timer_list'
+    write = _timer_list(path, _windows(*[jiffies_per_tenth] * 3))
+    assert m.kernel_hz(str(path), sleep=write, **_measure_only()) == expected
+
+
+def test_one_window_stretched_by_a_delay_does_not_decide_hz(tmp_path):
+    """A reader descheduled between the "now at" and the jiffies line (a busy VM) makes one 0.1 s window read
+    31 jiffies on a HZ 250 kernel, which is 300: the median of three windows is not fooled by one."""
+    path = tmp_path / 'timer_list'
+    assert m.kernel_hz(str(path), sleep=_timer_list(path, _windows(31, 25, 25)), **_measure_only()) == 250
+    assert m.kernel_hz(str(path), sleep=_timer_list(path, _windows(25, 25, 19)), **_measure_only()) == 250
+
+
+def test_kernel_hz_finds_jiffies_after_many_active_timers(tmp_path):
+    """A busy host lists hundreds of active timers before the first jiffies line (measured: 200 sleeping
+    processes put it at byte 16,344); the first 8 KiB alone made HZ fall back to 100 on such a host."""
+    path = tmp_path / 'timer_list'
+    timer = ' #0: <00000000>, hrtimer_wakeup, S:01\n # expires at 37902443644061-37902443694061 nsecs\n'
+    write = _timer_list(path, _windows(25, 25, 25), padding=timer * 400)
+    assert m.kernel_hz(str(path), sleep=write, **_measure_only()) == 250
 
 
 def test_kernel_hz_falls_back_to_the_safe_side(tmp_path):
-    assert m.kernel_hz(str(tmp_path / 'missing')) == m.FALLBACK_HZ == min(m.KNOWN_HZ)
+    """Timeouts are compiled as seconds * HZ jiffies: an assumed HZ below the kernel's ends flows early (HZ 100
+    on a HZ 250 kernel: a 10 s closing timeout after 4 s). The fallback must be the largest HZ there is."""
+    fallback = m.kernel_hz(str(tmp_path / 'missing'), **_measure_only())
+    assert fallback == m.FALLBACK_HZ
+    for real_hz in m.KNOWN_HZ:
+        flags = m.Limits(timeouts={'tcp_closing': 10}, hz=fallback).cflags()
+        jiffies = int([f for f in flags if f.startswith('-DLB_TO_TCP_CLOSING=')][0].split('=')[1])
+        assert jiffies / float(real_hz) >= 10, 'on a HZ %d kernel the 10 s timeout lasts %.1f s' % (
+            real_hz, jiffies / float(real_hz))
+
+
+def _no_sleep(_seconds=None):
+    raise AssertionError('HZ was measured although the kernel config says it')
+
+
+@pytest.mark.parametrize('compressed', [True, False])
+def test_kernel_hz_is_read_from_the_kernel_config_without_measuring(tmp_path, compressed):
+    text = b'CONFIG_NO_HZ=y\n# CONFIG_HZ_1000 is not set\nCONFIG_HZ_300=y\nCONFIG_HZ=300\n'
+    config = tmp_path / ('config.gz' if compressed else 'config-6.18')
+    config.write_bytes(gzip.compress(text) if compressed else text)
+    missing = str(tmp_path / 'no-such-config')
+    assert m.kernel_hz(str(tmp_path / 'missing'), sleep=_no_sleep, configs=(missing, str(config)), memo=None) == 300
+
+
+def test_a_kernel_config_without_a_usable_hz_is_measured_instead(tmp_path):
+    config = tmp_path / 'config'
+    config.write_text('CONFIG_HZ=banana\nCONFIG_HZ_250=y\n')
+    path = tmp_path / 'timer_list'
+    write = _timer_list(path, _windows(100, 100, 100))
+    assert m.kernel_hz(str(path), sleep=write, configs=(str(config),), memo=None) == 1000
+
+
+def test_a_measured_hz_is_remembered_for_the_boot(tmp_path):
+    """Every process of a boot must compile the same timeouts: a module run and the host agent that measured
+    250 and 100 built different programs (another program-cache key, and a reload on the next run)."""
+    boot = tmp_path / 'boot_id'
+    boot.write_text('b1\n')
+    memo = str(tmp_path / 'run' / 'kernel_hz.json')
+    path = tmp_path / 'timer_list'
+    first = m.kernel_hz(str(path), sleep=_timer_list(path, _windows(25, 25, 25)),
+                        configs=(), memo=memo, boot_id=str(boot))
+    noisy = m.kernel_hz(str(path), sleep=_timer_list(path, _windows(31, 31, 31)),
+                        configs=(), memo=memo, boot_id=str(boot))
+    assert (first, noisy) == (250, 250)
+    boot.write_text('b2\n')
+    assert m.kernel_hz(str(path), sleep=_timer_list(path, _windows(31, 31, 31)),
+                       configs=(), memo=memo, boot_id=str(boot)) == 300, 'another boot measures again'
+
+
+def test_a_damaged_hz_memo_is_measured_again(tmp_path):
+    boot = tmp_path / 'boot_id'
+    boot.write_text('b1\n')
+    memo = tmp_path / 'kernel_hz.json'
+    path = tmp_path / 'timer_list'
+    for text in ('{not json', '{"boot_id": "b1", "hz": 7}', '[]'):
+        memo.write_text(text)
+        assert m.kernel_hz(str(path), sleep=_timer_list(path, _windows(100, 100, 100)),
+                           configs=(), memo=str(memo), boot_id=str(boot)) == 1000, text
 
 
 def test_flow_layout_decides_whether_a_reload_keeps_flows():
