@@ -26,8 +26,10 @@ def run_saved(module, kind, run, invocation=None):
     present = params['state'] == 'present'
     extra = {} if invocation is None else {'invocation': invocation}
     saved = []
+    held = []
     try:
         with deploy_lock.deployment_lock(kind, params['name'], 'ansible module %s' % kind, timeout=LOCK_TIMEOUT):
+            held.append(True)
             if not present:
                 # forget first: the agent must not restore what is being removed
                 saved = agent_state.persist(kind, params, False, module.check_mode)
@@ -49,6 +51,8 @@ def run_saved(module, kind, run, invocation=None):
     except agent_state.StateError as e:
         module.fail_json(msg='%s. Nothing was changed.' % e, **extra)
     except (IOError, OSError) as e:
+        if held:  # raised by the work done under the lock, not by taking it
+            module.fail_json(msg='%s %s: %s' % (kind, params['name'], e), **extra)
         module.fail_json(msg='cannot take the lock of deployment %s: %s (is %s writable?). Nothing was changed.'
                          % (params['name'], e, agent_state.RUN_DIR), **extra)
     if saved:

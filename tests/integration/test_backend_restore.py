@@ -22,15 +22,14 @@ __metaclass__ = type
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from conftest import COLLECTION, XDP_SOURCES, read_sources, run_module
+from agent_process import AgentProcess, wait_for
+from conftest import XDP_SOURCES, read_sources, run_module
 from lab_topology import Topology
 
 SUBNET = '10.209.0.'
@@ -47,48 +46,20 @@ METRICS_PORT = 19439
 ARP_SYSCTLS = ('arp_ignore', 'arp_announce')
 
 
-class Agent(object):
-    """The agent as the host_agent role runs it: its own process, /usr/bin/python3, no ansible."""
+class Agent(AgentProcess):
+    """The agent with this file's directories; started with its metrics port, or run once."""
 
     def __init__(self):
-        self.proc = None
-        self.log = os.path.join(WORK, 'agent.log')
+        super(Agent, self).__init__(STATE_DIR, RUN_DIR, os.path.join(WORK, 'agent.log'), ['--log-level', 'debug'])
 
-    def args(self):
-        return ['/usr/bin/python3', '-m', 'ansible_collections.ebpf.networking.plugins.module_utils.host_agent',
-                '--state-dir', STATE_DIR, '--run-dir', RUN_DIR, '--log-level', 'debug']
-
-    @staticmethod
-    def env():
-        return dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION))))
-
-    def once(self):
-        proc = subprocess.run(self.args() + ['--once', '--metrics-port', '0'], stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, universal_newlines=True, env=self.env(), timeout=300,
-                              check=False)
+    def once(self, *extra):
+        proc = super(Agent, self).once('--metrics-port', '0')
         assert proc.returncode == 0, proc.stdout
         return proc.stdout
 
-    def start(self):
-        self.proc = subprocess.Popen(self.args() + ['--metrics-port', str(METRICS_PORT), '--poll-interval', '0.5',
-                                                    '--metrics-interval', '1'],
-                                     stdout=open(self.log, 'a'), stderr=subprocess.STDOUT, env=self.env())
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def logtext(self):
-        if not os.path.exists(self.log):
-            return ''
-        with open(self.log) as f:
-            return f.read()
+    def start(self, *extra):
+        return super(Agent, self).start('--metrics-port', str(METRICS_PORT), '--poll-interval', '0.5',
+                                        '--metrics-interval', '1')
 
 
 @pytest.fixture(scope='module')
@@ -146,16 +117,6 @@ def answers(lab, vip, count=1, timeout=1):
 
 def serving(lab):
     return answers(lab, VIP_DSR) == ['be1'] and answers(lab, VIP_IPIP) == ['be2']
-
-
-def wait_for(what, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(step)
-    return what()
 
 
 def xdp_prog_id(lab, node):
