@@ -25,7 +25,8 @@ import time
 
 STATE_DIR = os.environ.get('EBPF_NETWORKING_STATE_DIR', '/etc/ebpf-networking')
 RUN_DIR = os.environ.get('EBPF_NETWORKING_RUN_DIR', '/run/ebpf-networking')
-KINDS = ('xdp_proxy', 'sockmap_redirect')
+# lb_backend and xdp_decap: the backend side of dsr/ipip forwarding (VIPs, sysctls, decapsulation)
+KINDS = ('xdp_proxy', 'sockmap_redirect', 'lb_backend', 'xdp_decap')
 FORMAT_VERSION = 1
 NAME_RE = re.compile(r'^[a-z0-9][a-z0-9_-]{0,47}$')
 # parameters that describe one run, not the state to keep

@@ -6,8 +6,9 @@
 Every poll (1 s by default) it
 - notices saved desired state that appeared, changed or went away (agent_state),
 - checks each deployment is still in place (pins, attachment) and otherwise re-applies it with the
-  module's own code (xdp_lb_deploy for xdp_proxy): after a reboot, a re-created interface or a
-  restarted container. What is intact is left alone, so live flows survive an agent restart;
+  module's own code (xdp_lb_deploy for xdp_proxy; lb_backend and xdp_decap_deploy, whose check is
+  their own check-mode run, for the backend side of dsr/ipip): after a reboot, a re-created interface
+  or a restarted container. What is intact is left alone, so live flows survive an agent restart;
 - runs the due health checks and takes a failing backend out of the Maglev table after `fall`
   failures (and back after `rise` successes) by applying the desired services minus the down
   backends, again with the module's code; never below one backend;
@@ -216,6 +217,82 @@ class SockmapRedirectDriver(object):
                                            attached=self.check(name, {}) is None)
 
 
+class CheckedByModuleDriver(object):
+    """Deployments whose module code, run in check mode, says what is missing: lb_backend and xdp_decap (the
+    backend side of dsr/ipip forwarding). What a check-mode run would change is why the deployment is not
+    in place; applying is the same run for real."""
+
+    kind = None
+
+    def deployment(self, name, params, check_mode):
+        raise NotImplementedError
+
+    def netns_path(self, params):
+        return None
+
+    def check(self, name, params):
+        from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
+        try:
+            changes = self.deployment(name, params, True).run().get('changes') or []
+        except DeployError as e:
+            return 'check failed: %s' % e.msg
+        if not changes:
+            return None
+        # the first missing piece says why; the restore's log line lists every change
+        return 'not in place (%s%s)' % (changes[0], ' and %d more' % (len(changes) - 1) if len(changes) > 1 else '')
+
+    def apply(self, name, params, services):
+        from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
+        try:
+            return self.deployment(name, params, False).run()
+        except DeployError as e:
+            raise ApplyError(e.msg)
+
+    def remove(self, name):
+        pass
+
+
+class LbBackendDriver(CheckedByModuleDriver):
+    """lb_backend deployments (VIPs on lo, ARP and rp_filter sysctls, ipip device), applied with lb_backend."""
+
+    kind = 'lb_backend'
+
+    def deployment(self, name, params, check_mode):
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, lb_backend
+        return lb_backend.LbBackend(dict(params, name=name, state='present'), run_command=bpf_loader.run_command,
+                                    check_mode=check_mode)
+
+    def families(self, name, params, health):
+        return prometheus.backend_families(name, self.check(name, params) is None)
+
+
+class XdpDecapDriver(CheckedByModuleDriver):
+    """xdp_decap deployments (IPIP decapsulation in XDP), applied with xdp_decap_deploy."""
+
+    kind = 'xdp_decap'
+
+    def deployment(self, name, params, check_mode):
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, xdp_decap_deploy
+        return xdp_decap_deploy.XdpDecapDeployment(dict(params, name=name, state='present'),
+                                                   run_command=bpf_loader.run_command, check_mode=check_mode)
+
+    def families(self, name, params, health):
+        from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall, xdp_decap_deploy
+        packets = None
+        pins = bpf_loader.PinSet(name)
+        if pins.exists() and pins.has_prog(xdp_decap_deploy.PROG):
+            try:
+                pinned = xdp_decap_deploy.Pinned(pins)
+            except bpf_syscall.BpfError:
+                pinned = None
+            if pinned is not None:
+                try:
+                    packets = pinned.decapsulated()
+                finally:
+                    pinned.close()
+        return prometheus.decap_families(name, self.check(name, params) is None, packets)
+
+
 class ApplyError(Exception):
     pass
 
@@ -247,7 +324,8 @@ class Tracked(object):
 class Agent(object):
     def __init__(self, config, drivers=None, clock=time.time, socket_factory_for=None):
         self.config = config
-        self.drivers = drivers or {'xdp_proxy': XdpProxyDriver(), 'sockmap_redirect': SockmapRedirectDriver()}
+        self.drivers = drivers or {'xdp_proxy': XdpProxyDriver(), 'sockmap_redirect': SockmapRedirectDriver(),
+                                   'lb_backend': LbBackendDriver(), 'xdp_decap': XdpDecapDriver()}
         self.clock = clock
         self.tracked = {}
         self.signature = None
@@ -506,6 +584,9 @@ def describe(params):
         params.get('netns') and 'netns ' + params['netns'] or 'host'
     if services is not None:
         return '%s on %s in %s, %d service(s)' % (params.get('name'), params.get('interface'), where, len(services))
+    if params.get('vips') is not None:
+        return '%s: %s backend of %s in %s' % (params.get('name'), params.get('forwarding', 'dsr'),
+                                               ', '.join(params['vips']), where)
     return str(params.get('name'))
 
 

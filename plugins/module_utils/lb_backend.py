@@ -4,9 +4,10 @@
 """A backend of an xdp_proxy dsr or ipip service, configured: the VIPs on loopback, ARP kept off
 them, and for ipip the decapsulation and reverse-path filter.
 
-What a run adds is recorded in a file (STATE_DIR/xdp_lb_backend/<name>.json, not read by the host
-agent), so state=absent removes exactly that: addresses that were there before stay, and sysctls go
-back to the values they had, unless someone changed them since. No import from `ansible.`.
+What a run adds is recorded in a file (STATE_DIR/xdp_lb_backend/<name>.json), so state=absent removes
+exactly that: addresses that were there before stay, and sysctls go back to the values they had, unless
+someone changed them since. The host agent restores a backend with this class, from the parameters the
+module saved under STATE_DIR/lb_backend/ (persistent: true). No import from `ansible.`.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -131,7 +132,9 @@ class LbBackend(object):
             self._configure(netns_path, label, vips, state)
         finally:
             state['vips_added'] = sorted(state['vips_added'])
-            if not self.check_mode and (self.changes or (record and state != record)):
+            # written on a first run too, even one that found everything in place: the decision of decap auto
+            # is kept there, so a check-mode run (the host agent's check) need not probe again
+            if not self.check_mode and (self.changes or state != record):
                 agent_state.write_atomic(path, json.dumps(state, indent=1, sort_keys=True) + '\n')
         return dict(changed=bool(self.changes), changes=self.changes, vips=vips,
                     decap=state['decap'] if p['forwarding'] == 'ipip' else None, record=path, netns=label)

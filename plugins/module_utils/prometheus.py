@@ -155,6 +155,24 @@ def sockmap_families(deployment, counters, sockets, attached=True):
     return fams
 
 
+def backend_families(deployment, configured):
+    """An lb_backend deployment: whether the backend is configured as saved (VIPs on lo, sysctls, ipip device)."""
+    fam = Family(PREFIX + 'backend_configured', 'gauge', 'Whether the dsr/ipip backend configuration (VIPs on lo, '
+                 'ARP and rp_filter sysctls, ipip device) is in place (1) or not')
+    return [fam.add({'deployment': deployment}, 1 if configured else 0)]
+
+
+def decap_families(deployment, attached, packets):
+    """An xdp_decap deployment: attached or not, and the IPIP packets it decapsulated since it was loaded."""
+    dep = {'deployment': deployment}
+    fams = [Family(PREFIX + 'decap_attached', 'gauge', 'Whether the XDP IPIP decapsulation is attached (1) or not')
+            .add(dep, 1 if attached else 0)]
+    if packets is not None:
+        fams.append(Family(PREFIX + 'decap_packets_total', 'counter', 'IPIP packets decapsulated since the program '
+                           'was loaded').add(dep, packets))
+    return fams
+
+
 def agent_families(restores, health_changes, errors, deployments, started_at):
     fams = [Family(PREFIX + 'agent_restores_total', 'counter', 'Deployments the agent re-applied from saved state'),
             Family(PREFIX + 'agent_health_changes_total', 'counter', 'Backend health state changes'),

@@ -77,6 +77,18 @@ options:
     description: Name of the ipip device with I(decap=device).
     type: str
     default: ipip0
+  persistent:
+    description:
+      - Save the desired state under C(/etc/ebpf-networking/lb_backend/<name>.json) (or
+        C(EBPF_NETWORKING_STATE_DIR)) so the host agent (role C(ebpf.networking.host_agent)) re-applies it after a
+        reboot, which loses the VIPs on C(lo), the sysctls and the ipip device, or when any of them goes missing
+        meanwhile. C(false) removes a saved state (the configuration stays); I(state=absent) always removes it.
+      - Without a running agent the file is only kept, nothing reads it.
+    type: bool
+    default: true
+notes:
+  - A run waits (up to 120 s) while the host agent or another run changes the same configuration
+    (a lock under C(/run/ebpf-networking/locks)).
 '''
 
 EXAMPLES = r'''
@@ -115,10 +127,16 @@ netns:
   description: The namespace label (host, netns:NAME or container:NAME).
   returned: state=present
   type: str
+persistent_state:
+  description: File holding the saved desired state the host agent restores, or null when not persistent.
+  returned: success
+  type: str
+  sample: /etc/ebpf-networking/lb_backend/xdp_lb_backend.json
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ebpf.networking.plugins.module_utils.lb_backend import BackendError, LbBackend
+from ansible_collections.ebpf.networking.plugins.module_utils.lb_backend import LbBackend
+from ansible_collections.ebpf.networking.plugins.module_utils.persisted_run import run_saved
 
 
 def main():
@@ -133,16 +151,14 @@ def main():
             netns=dict(type='str'),
             decap=dict(type='str', default='auto', choices=['auto', 'device', 'xdp']),
             ipip_device=dict(type='str', default='ipip0'),
+            persistent=dict(type='bool', default=True),
         ),
         mutually_exclusive=[('container', 'netns')],
         required_if=[('state', 'present', ('vips',))],
         supports_check_mode=True,
     )
-    try:
-        result = LbBackend(module.params, run_command=module.run_command, check_mode=module.check_mode).run()
-    except BackendError as e:
-        module.fail_json(msg=e.msg, **e.extra)
-    module.exit_json(**result)
+    backend = LbBackend(module.params, run_command=module.run_command, check_mode=module.check_mode)
+    module.exit_json(**run_saved(module, 'lb_backend', backend.run))
 
 
 if __name__ == '__main__':

@@ -73,10 +73,21 @@ options:
     description: Replace an XDP program attached to I(interface) that is not this deployment's.
     type: bool
     default: false
+  persistent:
+    description:
+      - Save the desired state under C(/etc/ebpf-networking/xdp_decap/<name>.json) (or C(EBPF_NETWORKING_STATE_DIR))
+        so the host agent (role C(ebpf.networking.host_agent)) compiles, pins and attaches the program again after
+        a reboot (bpffs is empty then), or re-attaches it when the attachment is lost. C(false) removes a saved
+        state; I(state=absent) always does.
+      - Without a running agent the file is only kept, nothing reads it.
+    type: bool
+    default: true
   bpf_sources:
     description: Filled in by the action plugin with the BPF source; set it only to test a modified program.
     type: dict
 notes:
+  - A run waits (up to 120 s) while the host agent or another run changes the same deployment
+    (a lock under C(/run/ebpf-networking/locks)).
   - Run with the target's C(/usr/bin/python3) on Debian, where python3-bpfcc lives.
   - The decapsulated packet is delivered to the VIP the backend holds on loopback; set C(rp_filter) to 0 or 2
     on the interface when the route back to the client leaves another way (role C(ebpf.networking.xdp_lb_backend)).
@@ -130,13 +141,19 @@ diff:
   description: Addresses before and after, for --diff.
   returned: state=present
   type: dict
+persistent_state:
+  description: File holding the saved desired state the host agent restores, or null when not persistent.
+  returned: success
+  type: str
+  sample: /etc/ebpf-networking/xdp_decap/ipip_decap.json
 '''
 
 import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader
-from ansible_collections.ebpf.networking.plugins.module_utils.xdp_decap_deploy import DeployError, XdpDecapDeployment
+from ansible_collections.ebpf.networking.plugins.module_utils.persisted_run import run_saved
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_decap_deploy import XdpDecapDeployment
 
 
 def main():
@@ -150,6 +167,7 @@ def main():
             addresses=dict(type='list', elements='str'),
             mode=dict(type='str', default='auto', choices=['auto', 'native', 'generic']),
             force=dict(type='bool', default=False),
+            persistent=dict(type='bool', default=True),
             bpf_sources=dict(type='dict'),
         ),
         mutually_exclusive=[('container', 'netns')],
@@ -159,11 +177,8 @@ def main():
     invocation = bpf_loader.invocation(module.params)
     if os.geteuid() != 0:
         module.fail_json(msg='xdp_decap must run as root (become: true): loading BPF needs CAP_BPF and CAP_NET_ADMIN')
-    try:
-        result = XdpDecapDeployment(module.params, run_command=module.run_command, check_mode=module.check_mode).run()
-    except DeployError as e:
-        module.fail_json(msg=e.msg, invocation=invocation, **e.extra)
-    module.exit_json(invocation=invocation, **result)
+    deployment = XdpDecapDeployment(module.params, run_command=module.run_command, check_mode=module.check_mode)
+    module.exit_json(invocation=invocation, **run_saved(module, 'xdp_decap', deployment.run, invocation))
 
 
 if __name__ == '__main__':

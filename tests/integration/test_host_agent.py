@@ -12,7 +12,6 @@ __metaclass__ = type
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import urllib.request
 
 import pytest
 
+import agent_process
+from agent_process import wait_for
 from conftest import COLLECTION, read_sources, run_module, XDP_SOURCES
 from lab_topology import Topology, sh
 
@@ -33,36 +34,14 @@ HEALTH = {'type': 'http', 'path': '/', 'interval': 0.5, 'timeout': 0.3, 'rise': 
 DETECTION = HEALTH['interval'] * HEALTH['fall'] + HEALTH['timeout']
 
 
-class AgentProcess(object):
-    """The agent as the role runs it: its own process, python3, no ansible needed."""
+class AgentProcess(agent_process.AgentProcess):
+    """The agent with this lab's directories, metrics port and textfile."""
 
     def __init__(self):
-        self.proc = None
-        self.log = os.path.join(WORK, 'ag-agent.log')
         self.textfile = os.path.join(WORK, 'ag-textfile', 'ebpf_networking.prom')
-
-    def start(self):
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(COLLECTION))))
-        self.proc = subprocess.Popen(
-            ['/usr/bin/python3', '-m', 'ansible_collections.ebpf.networking.plugins.module_utils.host_agent',
-             '--state-dir', STATE_DIR, '--run-dir', RUN_DIR, '--metrics-port', str(METRICS_PORT),
-             '--poll-interval', '0.5', '--metrics-interval', '1', '--textfile', self.textfile, '--log-level', 'debug'],
-            stdout=open(self.log, 'a'), stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def logtext(self):
-        with open(self.log) as f:
-            return f.read()
+        super(AgentProcess, self).__init__(STATE_DIR, RUN_DIR, os.path.join(WORK, 'ag-agent.log'), [
+            '--metrics-port', str(METRICS_PORT), '--poll-interval', '0.5', '--metrics-interval', '1',
+            '--textfile', self.textfile, '--log-level', 'debug'])
 
 
 @pytest.fixture(scope='module')
@@ -95,16 +74,6 @@ def curl(lab, count, timeout=2):
     cmd = 'for i in $(seq 1 %d); do curl -s -m %d http://%s/ || echo FAILED; done' % (count, timeout, lab.ip('lb'))
     out = lab.node('cl1').run('sh', '-c', cmd).stdout
     return [line.replace('Hostname: ', '') for line in out.splitlines()]
-
-
-def wait_for(what, timeout, step=0.1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(step)
-    return what()
 
 
 def prog_id():

@@ -377,3 +377,54 @@ def test_a_lock_that_cannot_be_created_is_an_error_of_that_deployment_and_retrie
     clock.now += 60
     agent.tick()
     assert driver.applied == [('lb1', ['127.0.0.1', '127.0.0.1'])]
+
+
+class FakeDeployment(object):
+    """What lb_backend.LbBackend / xdp_decap_deploy.XdpDecapDeployment look like to the agent: run() returns
+    the changes (check mode: would make) or raises DeployError."""
+
+    def __init__(self, changes, error=None):
+        self.changes, self.error = changes, error
+
+    def run(self):
+        if self.error:
+            from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
+            raise DeployError(self.error)
+        return {'changed': bool(self.changes), 'changes': self.changes}
+
+
+class CheckedDriver(host_agent.CheckedByModuleDriver):
+    kind = 'lb_backend'
+
+    def __init__(self, missing, error=None):
+        self.missing, self.error, self.runs = missing, error, []
+
+    def deployment(self, name, params, check_mode):
+        self.runs.append(check_mode)
+        if check_mode:
+            return FakeDeployment(self.missing, self.error)
+        done, self.missing = self.missing, []
+        return FakeDeployment(done, self.error)
+
+
+def test_a_backend_deployment_is_in_place_when_its_check_mode_run_would_change_nothing():
+    driver = CheckedDriver([])
+    assert driver.check('b', {}) is None and driver.runs == [True], 'checked in check mode only'
+    driver = CheckedDriver(['add 10.0.0.1/32 to lo', 'set net.ipv4.conf.all.arp_ignore = 1 (was 0)'])
+    assert driver.check('b', {}) == 'not in place (add 10.0.0.1/32 to lo and 1 more)'
+    assert driver.apply('b', {}, None)['changes'][0] == 'add 10.0.0.1/32 to lo'
+    assert driver.runs == [True, False] and driver.check('b', {}) is None
+
+
+def test_a_backend_deployment_that_cannot_be_checked_or_applied_is_an_apply_error():
+    driver = CheckedDriver([], error='interface eth0 does not exist in netns:x (it has: lo)')
+    assert driver.check('b', {}) == 'check failed: interface eth0 does not exist in netns:x (it has: lo)'
+    with pytest.raises(host_agent.ApplyError, match='interface eth0 does not exist'):
+        driver.apply('b', {}, None)
+
+
+def test_the_agent_has_a_driver_for_every_saved_kind():
+    agent = host_agent.Agent(dict(host_agent.CONFIG_DEFAULTS))
+    assert sorted(agent.drivers) == sorted(agent_state.KINDS)
+    assert isinstance(agent.drivers['lb_backend'], host_agent.LbBackendDriver)
+    assert isinstance(agent.drivers['xdp_decap'], host_agent.XdpDecapDriver)

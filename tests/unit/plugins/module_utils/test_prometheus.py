@@ -92,3 +92,16 @@ def test_sockmap_and_agent_metrics_parse():
     assert types['ebpf_networking_agent_errors_total'] == 'counter'
     assert 'ebpf_networking_agent_health_changes_total' not in types, 'no samples, no family'
     assert prom.render([]) == ''
+
+
+def test_backend_and_decap_metrics():
+    text = prom.render(prom.backend_families('be1', True) + prom.backend_families('be2', False) +
+                       prom.decap_families('dc', True, 17) + prom.decap_families('gone', False, None))
+    types, samples = parse(text)
+    assert samples['ebpf_networking_backend_configured{deployment="be1"}'] == 1
+    assert samples['ebpf_networking_backend_configured{deployment="be2"}'] == 0
+    assert samples['ebpf_networking_decap_attached{deployment="dc"}'] == 1
+    assert samples['ebpf_networking_decap_packets_total{deployment="dc"}'] == 17
+    assert samples['ebpf_networking_decap_attached{deployment="gone"}'] == 0
+    assert 'ebpf_networking_decap_packets_total{deployment="gone"}' not in samples, 'no pins: no counter'
+    assert types['ebpf_networking_decap_packets_total'] == 'counter'
