@@ -147,6 +147,11 @@ class LbBackend(object):
             if bpf_loader.link_info(p['interface']) is None:
                 self.fail('interface %s does not exist in %s (it has: %s)'
                           % (p['interface'], label, ', '.join(bpf_loader.link_names())))
+            # ARP sysctls first: a VIP on lo with arp_ignore/arp_announce still 0 answers ARP for the VIP and may
+            # ARP from it, and a router that learns this backend's MAC for the VIP bypasses the LB
+            for conf in ('all', p['interface']):
+                for key, value in ARP_SYSCTLS:
+                    self._set_sysctl(saved, conf, key, value)
             have = lo_addresses()
             for vip in vips:
                 if vip + '/32' not in have:
@@ -193,12 +198,17 @@ class LbBackend(object):
             for conf, key, value in wanted:
                 if self.check_mode and not os.path.exists(sysctl_path(conf, key)):
                     continue  # the ipip device does not exist yet
-                old = read_sysctl(conf, key)
-                if old != value:
-                    self.changes.append('set net.ipv4.conf.%s.%s = %s (was %s)' % (conf, key, value, old))
-                    if not self.check_mode:
-                        write_sysctl(conf, key, value)
-                        saved.setdefault('%s/%s' % (conf, key), {'old': old, 'set': value})
+                self._set_sysctl(saved, conf, key, value)
+
+    def _set_sysctl(self, saved, conf, key, value):
+        """Set one sysctl, recording the value it had the first time we changed it (absent puts that back)."""
+        old = read_sysctl(conf, key)
+        change = 'set net.ipv4.conf.%s.%s = %s (was %s)' % (conf, key, value, old)
+        if old != value and change not in self.changes:  # check mode meets the ARP sysctls twice
+            self.changes.append(change)
+            if not self.check_mode:
+                write_sysctl(conf, key, value)
+                saved.setdefault('%s/%s' % (conf, key), {'old': old, 'set': value})
 
     def _restore(self, where, entry, why=''):
         """Put back a sysctl we set, unless someone changed it since (or its device is gone)."""

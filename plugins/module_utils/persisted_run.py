@@ -38,7 +38,13 @@ def run_saved(module, kind, run, invocation=None):
             try:
                 result = run()
             except DeployError as e:
-                module.fail_json(msg=e.msg, **dict(extra, **e.extra))
+                msg = e.msg
+                if present and params['persistent'] and os.path.exists(agent_state.state_path(kind, params['name'])):
+                    # this module is not transactional: what the run changed before failing stays, and the
+                    # agent goes on restoring the configuration saved by the last run that succeeded
+                    msg += (' The host agent keeps restoring the configuration of the last successful run (%s) '
+                            'until a run succeeds.' % agent_state.state_path(kind, params['name']))
+                module.fail_json(msg=msg, **dict(extra, **e.extra))
             if present:
                 try:
                     saved = agent_state.persist(kind, params, True, module.check_mode)

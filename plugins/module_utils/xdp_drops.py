@@ -14,6 +14,7 @@ import struct
 
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_syscall
 from ansible_collections.ebpf.networking.plugins.module_utils.drop_trace import WHERE, decode_where
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import NOT_DROP_COUNTERS
 
 MAIN = 'xdp_drop.bpf.c'
 SOURCES = ('xdp_drop.bpf.c', 'xdp_drop.h', 'kernel_layout.h', 'skb_flow.h', 'skb_filter.h')
@@ -97,8 +98,8 @@ def _expect_layout(fd, name, value_size, min_entries):
 
 
 def lb_counter_delta(before, after):
-    """Per deployment, the counters that moved between two lb_drop_counters() reads, and which are drops
-    (every global counter but the passes)."""
+    """Per deployment, the counters that moved between two lb_drop_counters() reads, and the sum of those
+    that count dropped packets (not passes, reclaims, scans, moves or ICMP sent: NOT_DROP_COUNTERS)."""
     out = {}
     for name, entry in after.items():
         if 'counters' not in entry:
@@ -106,7 +107,7 @@ def lb_counter_delta(before, after):
             continue
         old = before.get(name, {}).get('counters', {})
         delta = dict((k, v - old.get(k, 0)) for k, v in entry['counters'].items())
-        drops = dict((k, v) for k, v in delta.items() if 'passed' not in k)
+        drops = dict((k, v) for k, v in delta.items() if k not in NOT_DROP_COUNTERS)
         out[name] = {'during_trace': delta, 'drops_during_trace': sum(drops.values()), 'totals': entry['counters'],
                      'ifname': entry.get('ifname'), 'netns': entry.get('netns')}
     return out

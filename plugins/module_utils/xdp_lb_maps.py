@@ -54,6 +54,10 @@ GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
                    'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
                    'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped')
+# global counters that count events, not packets the program dropped (passes to the stack, reclaims, scans,
+# moves, ICMP translated or answered): left out of any sum of drops
+NOT_DROP_COUNTERS = ('passed', 'ttl_expired_passed', 'snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved',
+                     'icmp_translated', 'icmp_too_big_sent')
 # how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
 # dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
 FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}

@@ -171,9 +171,10 @@ def advice(counters, global_counters, limits):
     too_big = global_counters.get('encap_too_big_dropped', 0)
     answered = global_counters.get('icmp_too_big_sent', 0)
     if too_big > answered:
-        out.append('%d ipip packets without DF did not fit the MTU towards their backend with the 20-byte outer '
-                   'header and were dropped (XDP cannot fragment): raise the MTU from the load balancer to the '
-                   "backends by 20 bytes, or clamp the clients' MSS." % (too_big - answered))
+        out.append('%d ipip packets did not fit the MTU towards their backend with the 20-byte outer header and '
+                   'were dropped unanswered (no DF, a source no ICMP may go to, or no MTU known for the egress '
+                   'device), as XDP cannot fragment: raise the MTU from the load balancer to the backends by 20 '
+                   "bytes, or clamp the clients' MSS." % (too_big - answered))
     if answered:
         out.append('%d ipip packets with DF did not fit the MTU towards their backend with the 20-byte outer header '
                    'and were answered with ICMP fragmentation needed; each costs its client a round trip: a 20-byte '

@@ -131,6 +131,29 @@ def test_present_twice_is_idempotent_and_absent_restores(host):
     assert not os.path.exists(b.record_path('qf'))
 
 
+def test_arp_sysctls_are_set_before_a_vip_goes_on_lo(host):
+    """With arp_ignore/arp_announce still 0 a backend holding the VIP answers ARP for it, and may ARP with the
+    VIP as its source: a router that learns the backend's MAC for the VIP bypasses the LB. After a reboot the
+    host agent runs this on default sysctls, so the order matters every time, not just on the first run."""
+    seen = []
+    add = host.ip
+
+    def ip(*args):
+        if list(args[:2]) == ['addr', 'add']:
+            seen.append((args[2], host.sysctl('all', 'arp_ignore'), host.sysctl('eth0', 'arp_ignore'),
+                         host.sysctl('all', 'arp_announce'), host.sysctl('eth0', 'arp_announce')))
+        return add(*args)
+    b._ip = ip
+    backend(vips=['10.0.0.10', '10.0.0.11'])
+    assert seen == [('10.0.0.10/32', '1', '1', '2', '2'), ('10.0.0.11/32', '1', '1', '2', '2')], seen
+
+
+def test_check_mode_reports_each_change_once_and_changes_nothing(host):
+    changes = backend(check_mode=True)['changes']
+    assert len(changes) == len(set(changes)) == 5, changes  # 4 ARP sysctls, 1 VIP
+    assert host.lo == set() and host.sysctl('eth0', 'arp_ignore') == '0'
+
+
 def test_a_vip_lost_and_readded_is_recorded_once_and_absent_completes(host):
     backend()
     host.lo.clear()  # e.g. `ip addr flush dev lo`, or a restart of networking

@@ -7,6 +7,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.ebpf.networking.plugins.module_utils import drop_trace, xdp_drops
+from ansible_collections.ebpf.networking.plugins.module_utils import xdp_lb_maps as m
 
 
 def raw(kind=1, action=0, err=0):
@@ -94,3 +95,13 @@ def test_lb_delta_counts_drops_not_passes():
     delta = xdp_drops.lb_counter_delta(before, after)
     assert delta['lb1']['during_trace'] == {'passed': 5, 'no_backend': 4}
     assert delta['lb1']['drops_during_trace'] == 4 and delta['x'] == {'error': 'gone'}
+
+
+def test_lb_delta_sums_only_counters_of_dropped_packets():
+    """An answered too-big packet counts in encap_too_big_dropped and icmp_too_big_sent: one drop, not two;
+    reclaims, scans, moves and translations are events, not drops."""
+    events = dict((k, 3) for k in xdp_drops.NOT_DROP_COUNTERS)
+    after = {'lb1': {'counters': dict(events, encap_too_big_dropped=5, flows_lost=1)}}
+    delta = xdp_drops.lb_counter_delta({}, after)
+    assert delta['lb1']['drops_during_trace'] == 6
+    assert set(xdp_drops.NOT_DROP_COUNTERS) < set(m.GLOBAL_COUNTERS), 'every name is a real counter'

@@ -27,7 +27,7 @@ def test_answered_packets_are_not_reported_as_dropped():
 
 def test_packets_without_df_are_reported_as_dropped_apart():
     out = advice(encap_too_big_dropped=7, icmp_too_big_sent=5)
-    assert out[0].startswith('2 ipip packets without DF') and 'dropped' in out[0]
+    assert out[0].startswith('2 ipip packets did not fit') and 'dropped unanswered (no DF' in out[0]
     assert out[1].startswith('5 ipip packets with DF')
 
 
