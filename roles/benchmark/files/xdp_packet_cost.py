@@ -23,6 +23,7 @@ and bcc. --collection points at the collection (default: the one this file is in
 from __future__ import absolute_import, division, print_function
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -46,6 +47,10 @@ BASELINE_FROM = 'main 7fd4046, docs/performance.md "Per-packet cost"'
 BUDGET_RATIO = 1.5
 BUDGET_BYTES_PER_CONNECTION = 128
 PATHS = ('new_flow', 'established', 'reply', 'non_vip')
+# the same two paths through a forwarding: ipip service, which does what Katran does (encapsulate, no
+# SNAT port, replies bypass the LB): the like-for-like comparison with Katran
+IPIP_PATHS = ('new_flow_ipip', 'established_ipip')
+IPIP_PORT = 9100
 
 
 def import_collection(path):
@@ -56,6 +61,7 @@ def import_collection(path):
         sys.path.insert(0, os.sep.join(parts[:-3]) or os.sep)
     else:
         root = tempfile.mkdtemp(prefix='xhb_')
+        atexit.register(shutil.rmtree, root, True)
         os.makedirs(os.path.join(root, 'ansible_collections', 'ebpf'))
         os.symlink(path, os.path.join(root, 'ansible_collections', 'ebpf', 'networking'))
         sys.path.insert(0, root)
@@ -98,12 +104,18 @@ class Bench(object):
         self.bed = tb.XdpTestBed('xh-cost', os.path.join(COLLECTION, 'bpf'), self.limits)
         self.flow_serial = 0
         self.katran = None
+        # forwarding ipip arrived with issue 13: a baseline collection before it has no such service
+        self.ipip = 'ipip' in getattr(maps_mod, 'FORWARDING', {})
 
     def setup(self, katran_source=None):
         self.bed.up()
         self.bed.load()
         backends = [self.tb.LAN + str(self.tb.BACKEND_HOSTS[0]), self.tb.LAN + str(self.tb.BACKEND_HOSTS[1])]
-        self.bed.apply([{'vip': self.vip, 'port': 80, 'backends': backends}])
+        services = [{'vip': self.vip, 'port': 80, 'backends': backends}]
+        if self.ipip:
+            services.append({'vip': self.vip, 'port': IPIP_PORT, 'forwarding': 'ipip', 'tunnel_source': self.vip,
+                             'backends': backends})
+        self.bed.apply(services)
         if katran_source:
             self.katran = KatranPeer(katran_source, self.syscall, self.limits.max_flows)
             self.katran.configure(self.vip, 80, backends, self.tb.mac_of(backends[0]))
@@ -122,6 +134,11 @@ class Bench(object):
             'non_vip': tcp_frame(self.tb, client, self.tb.LAN + '99', 1025, 22, ACK,
                                  dmac=self.tb.mac_of(self.vip)),
         }
+        if self.ipip:
+            self.frames['established_ipip'] = tcp_frame(self.tb, client, self.vip, 1025, IPIP_PORT, ACK)
+            verdict, out = self.bed.run(tcp_frame(self.tb, client, self.vip, 1025, IPIP_PORT, SYN))
+            if verdict not in ('TX', 'REDIRECT') or out[23:24] != b'\x04':
+                raise SystemExit('the program did not encapsulate a SYN to the ipip service (verdict %s)' % verdict)
         if self.katran:
             self.check_katran(client)
 
@@ -139,7 +156,7 @@ class Bench(object):
                 raise SystemExit('Katran did not handle a %s as it should (verdict %s, wanted %s): nothing to compare '
                                  'with' % (name, verdict, want))
 
-    def new_flow_frames(self, count):
+    def new_flow_frames(self, count, port=80):
         """count SYNs, each a 5-tuple never seen before (client address x source port)."""
         frames = []
         clients = list(self.tb.CLIENT_HOSTS)
@@ -147,16 +164,19 @@ class Bench(object):
             self.flow_serial += 1
             client = self.tb.LAN + str(clients[self.flow_serial % len(clients)])
             sport = 2000 + self.flow_serial // len(clients)
-            frames.append(tcp_frame(self.tb, client, self.vip, sport, 80, SYN))
+            frames.append(tcp_frame(self.tb, client, self.vip, sport, port, SYN))
         return frames
 
-    def forget_new_flows(self):
+    def forget_new_flows(self, ipip=True):
         """Empty the flow state between rounds so new flows never meet a full table or port range; the
-        first flow is made again, as established and reply frames need it."""
+        first flow is made again (and its twin through the ipip service unless ipip is False), as
+        established and reply frames need it."""
         self.bed.reset_flows()
         client = self.tb.LAN + str(self.tb.CLIENT_HOSTS[0])
         syn = tcp_frame(self.tb, client, self.vip, 1025, 80, SYN)
         self.bed.run(syn)
+        if self.ipip and ipip:
+            self.bed.run(tcp_frame(self.tb, client, self.vip, 1025, IPIP_PORT, SYN))
         if self.katran:
             self.katran.forget_flows()
             self.bed.durations([syn], prog_fd=self.katran.prog_fd)
@@ -168,7 +188,13 @@ class Bench(object):
             samples['new_flow'] += self.bed.durations(syns)
             if self.katran:  # the same SYNs, each new to Katran too
                 samples['katran_new_flow'] += self.bed.durations(syns, prog_fd=self.katran.prog_fd)
+            if self.ipip:
+                ipip_syns = self.new_flow_frames(runs, IPIP_PORT)
+                samples.setdefault('new_flow_ipip', []).extend(self.bed.durations(ipip_syns))
             self.forget_new_flows()
+            if self.ipip:
+                samples.setdefault('established_ipip', []).extend(
+                    self.bed.durations([self.frames['established_ipip']] * runs))
             for path in ('established', 'reply', 'non_vip'):
                 samples[path] += self.bed.durations([self.frames[path]] * runs)
                 if self.katran and path in KATRAN_PATHS:
@@ -181,7 +207,7 @@ class Bench(object):
         """Map memory one connection holds, counted on an empty table with one connection: its entries
         in the flow hash maps (key + value + kernel overhead each) and, where ports have a slot array,
         that array's size divided by the flow table's capacity (it is allocated whole)."""
-        self.forget_new_flows()
+        self.forget_new_flows(ipip=False)
         total = 0
         detail = {}
         for name in self.tb.FLOW_MAPS:
@@ -224,11 +250,6 @@ class KatranPeer(object):
     LRU_VALUE_SIZE = 16  # struct real_pos_lru
 
     def __init__(self, source, syscall, max_flows):
-        self.syscall = syscall
-        self.work = tempfile.mkdtemp(prefix='xhb_katran_')
-        self.pins = '/sys/fs/bpf/ebn-bench-katran-%d' % os.getpid()
-        self.fds = []
-        self.lru_fds = []
         program = os.path.join(source, 'katran', 'lib', 'bpf', 'balancer.bpf.c')
         if not os.path.isfile(program):
             raise SystemExit('--katran %s: no katran/lib/bpf/balancer.bpf.c there (give the top of a Katran '
@@ -236,6 +257,19 @@ class KatranPeer(object):
         for tool in ('clang', 'bpftool'):
             if shutil.which(tool) is None:
                 raise SystemExit('--katran needs %s on PATH (Debian: apt-get install clang bpftool)' % tool)
+        self.syscall = syscall
+        self.max_flows = max_flows
+        self.pins = '/sys/fs/bpf/ebn-bench-katran-%d' % os.getpid()
+        self.fds = []
+        self.lru_fds = []
+        self.work = tempfile.mkdtemp(prefix='xhb_katran_')
+        try:
+            self._load(source, program)
+        except BaseException:
+            self.close()  # nothing left pinned or built
+            raise
+
+    def _load(self, source, program):
         # BPF targets have no 32-bit glibc stubs; Katran's includes pull in <string.h>
         os.makedirs(os.path.join(self.work, 'gnu'))
         open(os.path.join(self.work, 'gnu', 'stubs-32.h'), 'w').close()
@@ -247,13 +281,12 @@ class KatranPeer(object):
         self._run(['bpftool', 'prog', 'loadall', obj, self.pins + '/prog', 'type', 'xdp',
                    'pinmaps', self.pins + '/maps'], 'load Katran\'s balancer')
         self.prog_fd = self._get('prog/balancer_ingress')
-        self.max_flows = max_flows
 
-    def _run(self, argv, what):
+    @staticmethod
+    def _run(argv, what):
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                               check=False)
         if proc.returncode != 0:
-            self.close()
             raise SystemExit('could not %s (%s):\n%s' % (what, ' '.join(argv), proc.stdout[-3000:]))
 
     def _get(self, name):
@@ -308,6 +341,11 @@ def report(result, baseline):
         ratio_ok = '-' if base is None else ('yes' if ns <= BUDGET_RATIO * max(base, 1) else 'NO')
         lines.append('%-12s %8.0f %10.0f %8s %10s %8s' % (path, ns, katran[path], 'yes' if ns < katran[path] else 'NO',
                                                           '-' if base is None else '%.0f' % base, ratio_ok))
+    if result.get('ipip_ns'):
+        lines.append('like for like with Katran, forwarding ipip (encapsulation, no SNAT port, replies bypass the LB): '
+                     + '; '.join('%s %.0f ns, Katran %.0f' % (path[:-len('_ipip')].replace('_', ' '), ns,
+                                                              katran[path[:-len('_ipip')]])
+                                 for path, ns in sorted(result['ipip_ns'].items(), reverse=True)))
     lines.append('map memory per connection: %d bytes (budget %d): %s; %s' % (
         result['bytes_per_connection'], BUDGET_BYTES_PER_CONNECTION,
         'yes' if result['bytes_per_connection'] <= BUDGET_BYTES_PER_CONNECTION else 'NO',
@@ -328,8 +366,20 @@ def summarize(samples, per_conn, detail, runs):
     return {'runs_per_path': runs, 'empty_ns': empty,
             'raw_median_ns': dict((p, statistics.median(samples[p])) for p in samples if samples[p]),
             'ns': dict((p, max(0.0, statistics.median(samples[p]) - empty)) for p in PATHS),
+            'ipip_ns': dict((p, max(0.0, statistics.median(samples[p]) - empty)) for p in IPIP_PATHS if samples.get(p)),
             'bytes_per_connection': per_conn, 'flow_maps': detail,
             'katran_ns': katran, 'katran_from': katran_from, 'budget_ratio': BUDGET_RATIO}
+
+
+def verdicts(result, baseline):
+    """Per path: below Katran's (measured in the same rounds when it was), within BUDGET_RATIO of the
+    baseline; and the map memory budget."""
+    out = dict((p, {'below_katran': result['ns'][p] < result['katran_ns'][p],
+                    'within_ratio': None if baseline.get(p) is None
+                    else result['ns'][p] <= BUDGET_RATIO * max(baseline[p], 1)})
+               for p in PATHS)
+    out['bytes_per_connection'] = result['bytes_per_connection'] <= BUDGET_BYTES_PER_CONNECTION
+    return out
 
 
 def serve(bench, runs):
@@ -426,11 +476,7 @@ def main():
         result['compared_with'] = dict(compared, collection=args.compare_with)
         baseline = dict(compared['ns'], **{'from': '%s, measured in alternating rounds' % args.compare_with})
     result['baseline_ns'] = baseline
-    result['verdicts'] = dict(
-        (p, {'below_katran': result['ns'][p] < result['katran_ns'][p],
-             'within_ratio': None if baseline.get(p) is None else result['ns'][p] <= BUDGET_RATIO * max(baseline[p], 1)})
-        for p in PATHS)
-    result['verdicts']['bytes_per_connection'] = per_conn <= BUDGET_BYTES_PER_CONNECTION
+    result['verdicts'] = verdicts(result, baseline)
     print(report(result, baseline))
     if peer_memory:
         print('%s: empty program %.0f ns, map memory per connection %d bytes' % (
