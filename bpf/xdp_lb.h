@@ -127,6 +127,26 @@ struct lb_backend {
 	__u16 weight; /* 0 = draining: no new flows, existing ones continue */
 };
 
+/* lb_nexthops[backend index]: the FIB's answer for the way to a backend, reused by new flows for up to
+ * LB_NEXTHOP_TTL (bpf/lb_nexthop.h). The lookup's inputs are kept with it: an answer is reused only
+ * for the same question. */
+struct lb_nexthop {
+	__be32 backend_ip;
+	__be32 src_ip;
+	__u32 in_ifindex;
+	__u32 out_ifindex;
+	__u32 stamp;  /* jiffies (low 32 bits) of the lookup */
+	__u8 proto;   /* the lookup's l4_protocol */
+	__u8 direct;  /* no gateway: the backend itself is the next hop (dsr needs that) */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad[2];
+};
+
+#ifndef LB_NEXTHOP_TTL
+#define LB_NEXTHOP_TTL LB_HZ /* a route or neighbour change reaches new flows within a second */
+#endif
+
 /* lb_conntrack key: the client's packet as it arrives (client -> VIP). */
 struct lb_flow_key {
 	__be32 saddr;
@@ -204,6 +224,7 @@ enum lb_global_counter {
 	LB_CNT_DSR_NOT_NEIGHBOUR,  /* dsr: the route to the backend has a gateway, MAC rewrite cannot reach it */
 	LB_CNT_ICMP_TOO_BIG,       /* ipip: a DF packet too big for the tunnel answered with ICMP frag needed */
 	LB_CNT_ENCAP_AGGREGATE,    /* ipip: a GRO/GSO aggregate (longer than the ingress MTU) cannot be tunnelled */
+	LB_CNT_NEXTHOP_LOOKUP,     /* a new flow asked the kernel FIB (no answer for its backend from the last second) */
 	LB_CNT_MAX,
 };
 

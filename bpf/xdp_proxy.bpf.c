@@ -21,8 +21,9 @@
  * - Fragments to a VIP or SNAT address are dropped and counted (non-first fragments carry no
  *   ports, so the stack would get them while the first went to a backend).
  * - ICMP errors quoting a flow's packet are translated to the other side (bpf/lb_icmp.h).
- * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup) when a flow starts; user space passes
- *   a backend MAC as a fallback while the neighbour entry is missing. Replies go back to the MAC
+ * - Next-hop MACs come from the kernel FIB (bpf_fib_lookup) when a flow starts, its answer per
+ *   backend reused for a second (bpf/lb_nexthop.h); user space passes a backend MAC as a fallback
+ *   while the neighbour entry is missing. Replies go back to the MAC
  *   the client's packet came from.
  * - forwarding dsr / ipip services (issue 13): the LB sees only client -> backend packets. dsr
  *   rewrites the destination MAC only (the backend is a neighbour and holds the VIP); ipip puts an
@@ -52,6 +53,7 @@ BPF_HASH(lb_addrs, __be32, struct lb_addr, LB_MAX_SERVICES + LB_MAX_SNAT_IPS);
 BPF_ARRAY(lb_addr_cache, struct lb_addr_slot, LB_ADDR_CACHE_SLOTS);
 BPF_ARRAY(lb_backends, struct lb_backend, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 BPF_ARRAY(lb_maglev, __u32, LB_MAX_SERVICES * 2 * LB_RING_SIZE);
+BPF_ARRAY(lb_nexthops, struct lb_nexthop, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 #ifdef LB_FLOWS_PIN
 /* user space passes the pinned flow tables of the running program when their layout is unchanged:
  * a reload keeps live connections */
@@ -79,6 +81,11 @@ static __always_inline struct lb_snat_slot *lb_snat_slot(__u32 idx)
 	return lb_snat_ports.lookup(&idx);
 }
 
+static __always_inline struct lb_nexthop *lb_nexthop_slot(__u32 be_index)
+{
+	return lb_nexthops.lookup(&be_index);
+}
+
 static __always_inline struct lb_flow *lb_flow_find(struct lb_flow_key *key)
 {
 	return lb_conntrack.lookup(key);
@@ -92,6 +99,7 @@ static __always_inline void lb_flow_forget(struct lb_flow_key *key)
 #include "lb_flow.h"
 #include "lb_snat.h"
 #include "lb_icmp.h"
+#include "lb_nexthop.h"
 
 static __always_inline __u32 lb_rol32(__u32 word, unsigned int shift)
 {
@@ -208,23 +216,19 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 		return XDP_DROP;
 	}
 
-	struct bpf_fib_lookup fib = {};
-	fib.family = AF_INET;
-	fib.l4_protocol = forwarding == LB_FWD_IPIP ? IPPROTO_IPIP : key->proto;
-	fib.ipv4_src = flow->snat_ip;
-	fib.ipv4_dst = be->ip;
-	fib.ifindex = ctx->ingress_ifindex;
-	int rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
-	if (rc == BPF_FIB_LKUP_RET_SUCCESS && forwarding == LB_FWD_DSR && fib.ipv4_dst != be->ip) {
-		/* the FIB put a gateway in ipv4_dst: a MAC rewrite would hand the VIP's packet to a router */
+	struct lb_nexthop nh = {};
+	int rc = lb_nexthop_lookup(ctx, be_index, flow->snat_ip, be->ip,
+				   forwarding == LB_FWD_IPIP ? IPPROTO_IPIP : key->proto, now, &nh);
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS && forwarding == LB_FWD_DSR && !nh.direct) {
+		/* the route to the backend has a gateway: a MAC rewrite would hand the VIP's packet to a router */
 		lb_count_global(LB_CNT_DSR_NOT_NEIGHBOUR);
 		lb_count_service_drop(svc_index, 0);
 		return XDP_DROP;
 	}
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
-		__builtin_memcpy(flow->backend_lb_mac, fib.smac, ETH_ALEN);
-		__builtin_memcpy(flow->backend_mac, fib.dmac, ETH_ALEN);
-		flow->backend_ifindex = fib.ifindex;
+		__builtin_memcpy(flow->backend_lb_mac, nh.smac, ETH_ALEN);
+		__builtin_memcpy(flow->backend_mac, nh.dmac, ETH_ALEN);
+		flow->backend_ifindex = nh.out_ifindex;
 	} else if (be->mac_valid) {
 		__builtin_memcpy(flow->backend_lb_mac, eth->h_dest, ETH_ALEN);
 		__builtin_memcpy(flow->backend_mac, be->mac, ETH_ALEN);

@@ -10,4 +10,5 @@ from ansible_collections.ebpf.networking.plugins.plugin_utils.bpf_source import 
 
 
 class ActionModule(BpfSourceAction):
-    BPF_FILES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h', 'lb_encap.h', 'lb_icmp_too_big.h')
+    BPF_FILES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h',
+                 'lb_encap.h', 'lb_icmp_too_big.h', 'lb_nexthop.h')

@@ -14,7 +14,7 @@ import os
 from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader, bpf_syscall
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
     ADDR, ADDR_CACHE_SLOT, ADDR_KEY, BACKEND, COUNTERS, DERIVED_MAPS, FALLBACK_HZ, FLOW, FLOW_KEY, LAYOUT_VERSION,
-    META, SERVICE, SERVICE_KEY, SNAT_SLOT, U32, U64, LbMaps, Limits, MAP_NAMES)
+    META, NEXTHOP, SERVICE, SERVICE_KEY, SNAT_SLOT, U32, U64, LbMaps, Limits, MAP_NAMES)
 
 PROG = 'xdp_lb'
 PEER_PROG = 'xdp_peer_pass'
@@ -23,7 +23,7 @@ PEER_PROG = 'xdp_peer_pass'
 MAP_SIZES = {
     'lb_services': (SERVICE_KEY.size, SERVICE.size), 'lb_addrs': (ADDR_KEY.size, ADDR.size),
     'lb_addr_cache': (U32.size, ADDR_CACHE_SLOT.size),
-    'lb_backends': (U32.size, BACKEND.size), 'lb_maglev': (U32.size, U32.size),
+    'lb_backends': (U32.size, BACKEND.size), 'lb_maglev': (U32.size, U32.size), 'lb_nexthops': (U32.size, NEXTHOP.size),
     'lb_conntrack': (FLOW_KEY.size, FLOW.size), 'lb_snat_ports': (U32.size, SNAT_SLOT.size),
     'lb_svc_stats': (U32.size, COUNTERS.size), 'lb_be_stats': (U32.size, COUNTERS.size),
     'lb_global': (U32.size, U64.size), 'lb_meta': (U32.size, META.size),

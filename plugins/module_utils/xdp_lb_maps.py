@@ -43,6 +43,7 @@ BACKEND = struct.Struct('=4s2s6sBBH')
 FLOW_KEY = struct.Struct('=4s4s2s2sB3x')
 FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBB')
 SNAT_SLOT = struct.Struct('=4s4s2s2sB3xQ')
+NEXTHOP = struct.Struct('=4s4sIIIBB6s6s2x')  # struct lb_nexthop
 COUNTERS = struct.Struct('=7Q')
 META = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
 U32 = struct.Struct('=I')
@@ -53,11 +54,11 @@ COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
                    'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
-                   'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped')
+                   'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped', 'nexthop_lookups')
 # global counters that count events, not packets the program dropped (passes to the stack, reclaims, scans,
 # moves, ICMP translated or answered): left out of any sum of drops
 NOT_DROP_COUNTERS = ('passed', 'ttl_expired_passed', 'snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved',
-                     'icmp_translated', 'icmp_too_big_sent')
+                     'icmp_translated', 'icmp_too_big_sent', 'nexthop_lookups')
 # how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
 # dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
 FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}
@@ -65,12 +66,13 @@ FORWARDING_NAMES = dict((v, k) for k, v in FORWARDING.items())
 MODES = {1: 'native', 2: 'generic'}
 MODE_IDS = dict((v, k) for k, v in MODES.items())
 
-MAP_NAMES = ('lb_services', 'lb_addrs', 'lb_addr_cache', 'lb_backends', 'lb_maglev', 'lb_conntrack', 'lb_snat_ports', 'lb_svc_stats',
-             'lb_be_stats', 'lb_global', 'lb_meta')
+MAP_NAMES = ('lb_services', 'lb_addrs', 'lb_addr_cache', 'lb_backends', 'lb_maglev', 'lb_nexthops', 'lb_conntrack',
+             'lb_snat_ports', 'lb_svc_stats', 'lb_be_stats', 'lb_global', 'lb_meta')
 # kept across a reload when the layout is unchanged: the live connections
 FLOW_MAPS = ('lb_conntrack', 'lb_snat_ports')
-# derived from other maps and rewritten by every apply(): pins of a version without them are still ours
-DERIVED_MAPS = ('lb_addr_cache',)
+# derived from other maps and rewritten by every apply() (lb_addr_cache), or a cache the program fills
+# itself (lb_nexthops): pins of a version without them are still ours
+DERIVED_MAPS = ('lb_addr_cache', 'lb_nexthops')
 
 # flow state bits (LB_ST_*)
 ST_REPLIED, ST_FIN_FWD, ST_FIN_REPLY, ST_RST = 1, 2, 4, 8

@@ -33,6 +33,7 @@ from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import
 # maps holding per-connection state (the datapath before issue 10 had only lb_conntrack; the cost
 # benchmark still measures that version for its baseline)
 FLOW_MAPS = getattr(xdp_lb_maps, 'FLOW_MAPS', ('lb_conntrack',))
+CACHE_MAPS = ('lb_nexthops',)  # state the program keeps for itself, not per connection
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
 PROG = 'xdp_lb'
 XDP_VERDICTS = {0: 'ABORTED', 1: 'DROP', 2: 'PASS', 3: 'TX', 4: 'REDIRECT'}
@@ -141,8 +142,9 @@ class XdpTestBed(object):
 
     def reset_flows(self):
         """Forget every flow, as a freshly loaded program would have none: the maps holding
-        per-connection state are emptied (hash maps) or zeroed (arrays)."""
-        for name in FLOW_MAPS:
+        per-connection state are emptied (hash maps) or zeroed (arrays), and so is the program's
+        next-hop cache (lb_nexthops, where the collection has it)."""
+        for name in FLOW_MAPS + CACHE_MAPS:
             fd = self.maps.fds.get(name)
             if fd is None:
                 continue

@@ -72,7 +72,9 @@ global_counters:
       (C(forwarding=ipip) packets over the egress MTU with the outer header, not sent), dsr_backend_not_neighbour,
       icmp_too_big_sent (those of them with DF, answered with ICMP "fragmentation needed" so the client lowers
       its path MTU), encap_aggregates_dropped (C(forwarding=ipip) GRO/GSO aggregates, longer than the
-      interface's MTU, seen in generic mode, which cannot be encapsulated).
+      interface's MTU, seen in generic mode, which cannot be encapsulated), nexthop_lookups (new flows that asked
+      the kernel FIB for the way to their backend; an answer is reused for a second, so this grows by about one
+      per backend and second under steady load).
   returned: when deployed
   type: dict
 refused_flows:

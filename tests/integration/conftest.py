@@ -24,7 +24,8 @@ from lab_topology import Topology  # noqa: E402  pylint: disable=wrong-import-po
 
 # not the module's default name: a lab deployed on this host (xdp_lb) survives the tests
 LB_NAME = 'ebn_xdp_lb'
-XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h', 'lb_encap.h', 'lb_icmp_too_big.h')
+XDP_SOURCES = ('xdp_proxy.bpf.c', 'xdp_lb.h', 'csum.h', 'lb_flow.h', 'lb_snat.h', 'lb_icmp.h', 'lb_ipv4.h',
+               'lb_encap.h', 'lb_icmp_too_big.h', 'lb_nexthop.h')
 
 # modules save their desired state for the host agent (persistent: true): keep the tests' out of /etc
 _WORK = os.environ.get('EBPF_NET_TEST_WORK', '/tmp/ebpf-networking-test')

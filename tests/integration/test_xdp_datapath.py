@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -192,6 +193,50 @@ def test_a_backend_without_any_mac_is_dropped_and_counted(lb):
     before = lb.global_counters()['no_neighbour']
     verdict, _out = lb.send(from_client(client(0), 45700, flags='S'))
     assert verdict == 'DROP' and lb.global_counters()['no_neighbour'] == before + 1
+
+
+# -- next hops: the FIB's answer per backend, reused for a second (bpf/lb_nexthop.h) --
+
+def test_new_flows_to_one_backend_ask_the_fib_once(lb):
+    lb.apply([ONE_BACKEND])
+    before = lb.global_counters()['nexthop_lookups']
+    started = time.monotonic()
+    for n in range(6):
+        flow = lb.open_flow(client(n), 45800, vport=8080)  # asserts the backend's MAC and the LB's as source
+        assert flow.backend == lan_backend(4)
+    # one lookup, and one more per second the loop took on a stalled machine
+    assert lb.global_counters()['nexthop_lookups'] - before <= 1 + int(time.monotonic() - started)
+    assert lb.global_counters()['nexthop_lookups'] > before
+
+
+def test_a_changed_neighbour_reaches_new_flows_within_a_second(lb):
+    """A backend that comes back with another MAC (a replaced host, same address): new flows follow the
+    kernel's neighbour entry within the cache's second; flows that started before keep theirs."""
+    backend = lan_backend(4)
+    moved_mac = '02:00:0a:cc:00:04'
+    lb.apply([ONE_BACKEND])
+    old_flow = lb.open_flow(client(0), 45900, vport=8080)
+    subprocess.run(['ip', '-n', lb.bed.netns, 'neigh', 'replace', backend, 'lladdr', moved_mac, 'dev', 'lan0',
+                    'nud', 'permanent'], check=True)
+    try:
+        time.sleep(1.3)
+        _verdict, out = lb.send(from_client(client(1), 45900, flags='S', vport=8080))
+        assert out[Ether].dst == moved_mac, 'a new flow a second after the change still goes to the old MAC'
+        _verdict, out = lb.send(from_client(client(0), 45900, vport=8080))
+        assert out[Ether].dst == mac_of(old_flow.backend), 'an established flow keeps the next hop it started with'
+    finally:
+        subprocess.run(['ip', '-n', lb.bed.netns, 'neigh', 'replace', backend, 'lladdr', mac_of(backend), 'dev',
+                        'lan0', 'nud', 'permanent'], check=True)
+
+
+def test_another_backend_in_the_same_slot_does_not_reuse_the_next_hop(lb):
+    """The cached answer is for one backend address. A service that replaces another takes its index
+    and first backend slot (the lowest free ones): its backend is asked about at once."""
+    lb.apply([{'vip': VIP, 'port': 8081, 'backends': [lan_backend(5)]}])
+    assert lb.open_flow(client(2), 46100, vport=8081).backend == lan_backend(5)
+    lb.apply([{'vip': VIP, 'port': 8082, 'backends': [srv_backend(6)]}])
+    flow = lb.open_flow(client(3), 46100, vport=8082)  # asserts srv_backend(6)'s MAC, through srv0 (REDIRECT)
+    assert flow.backend == srv_backend(6)
 
 
 # -- TTL --
@@ -568,20 +613,21 @@ def test_reload_keeps_live_flows(bed, deployment):
     lb.assert_forwarded(verdict, out, flow)
 
 
-def test_an_upgrade_from_pins_without_the_address_cache_keeps_live_flows(bed, deployment):
-    """Pins of the version before lb_addr_cache have the same flow layout: they are ours, the new
-    program keeps their flows, and the cache it adds is filled."""
+@pytest.mark.parametrize('added_map', ['lb_addr_cache', 'lb_nexthops'])
+def test_an_upgrade_from_pins_without_a_cache_keeps_live_flows(bed, deployment, added_map):
+    """Pins of the version before lb_addr_cache (or lb_nexthops) have the same flow layout: they are
+    ours, the new program keeps their flows, and the cache it adds is there."""
     args, _first = deployment
     pins = '%s/%s' % (PIN_ROOT, args['name'])
     lb = PinnedHarness(bed, pins + '/prog_xdp_lb')
-    flow = lb.open_flow(client(13), 59200)
-    os.unlink(pins + '/map_lb_addr_cache')
+    flow = lb.open_flow(client(13), 59200 + len(added_map))
+    os.unlink(pins + '/map_' + added_map)
     changed = dict(args, bpf_sources=dict(args['bpf_sources']))
-    changed['bpf_sources']['xdp_proxy.bpf.c'] += '\n/* the next version */\n'
+    changed['bpf_sources']['xdp_proxy.bpf.c'] += '\n/* the next version after %s */\n' % added_map
     upgraded = run_module('xdp_proxy', changed)
     assert not upgraded.get('failed'), upgraded.get('msg')
     assert any('keeping the flow table' in c for c in upgraded['changes']), upgraded['changes']
-    assert os.path.exists(pins + '/map_lb_addr_cache')
+    assert os.path.exists(pins + '/map_' + added_map)
     verdict, out = lb.send(from_backend(flow))
     lb.assert_replied(verdict, out, flow)
     verdict, out = lb.send(from_client(flow.client, flow.cport))

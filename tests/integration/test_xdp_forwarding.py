@@ -147,6 +147,10 @@ def test_dsr_backend_behind_a_gateway_is_dropped_and_counted(lb):
         verdict, _out = lb.send(from_client(client(0), 50500, flags='S', vport=9000))
         assert verdict == 'DROP'
         assert lb.global_counters()['dsr_backend_not_neighbour'] == before + 1
+        # the next flow gets the FIB's answer from the next-hop cache: still a gateway, still dropped
+        verdict, _out = lb.send(from_client(client(1), 50500, flags='S', vport=9000))
+        assert verdict == 'DROP'
+        assert lb.global_counters()['dsr_backend_not_neighbour'] == before + 2
     finally:
         subprocess.run(['ip', '-n', lb.bed.netns, 'route', 'del', ROUTED + '/32'], check=False)
 
