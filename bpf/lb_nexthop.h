@@ -6,10 +6,12 @@
  * second), so with many new flows per second the FIB is asked about once a second per backend, and
  * a route or neighbour change (a backend's MAC, a new gateway) reaches new flows within a second.
  * An answer is reused only for the same question (backend address, source address, ingress
- * interface, protocol), so another backend in the same slot, another SNAT address or another
- * ingress interface asks again. Failed lookups (no neighbour entry yet) are not kept.
- * Two CPUs refreshing one entry at once write the same answer unless their questions differ too;
- * then a mixed entry can be served until the next refresh (at most a second).
+ * interface, protocol), so another backend in the same slot or another ingress interface asks
+ * again; each SNAT address of a service has its own slot. Failed lookups (no neighbour entry yet,
+ * the backend MAC from user space used instead) are not kept: such flows ask the FIB every time.
+ * The map is per CPU: a flow keeps its next hop for life, so it must never copy an entry half
+ * written by another CPU (XDP does not move between CPUs while it runs). The price is one lookup
+ * per CPU, backend and SNAT address a second.
  * The including file defines lb_nexthop_slot() (bcc rewrites map calls only in the main source).
  */
 #ifndef EBPF_NETWORKING_LB_NEXTHOP_H
@@ -19,10 +21,10 @@
 
 /* Fills *out with the way to dst (backend) and returns BPF_FIB_LKUP_RET_SUCCESS, or returns the FIB's
  * error (then *out is untouched). */
-static __always_inline int lb_nexthop_lookup(struct xdp_md *ctx, __u32 be_index, __be32 src, __be32 dst, __u8 proto,
-					     __u64 now, struct lb_nexthop *out)
+static __always_inline int lb_nexthop_lookup(struct xdp_md *ctx, __u32 be_index, __u32 snat_index, __be32 src,
+					     __be32 dst, __u8 proto, __u64 now, struct lb_nexthop *out)
 {
-	struct lb_nexthop *cached = lb_nexthop_slot(be_index);
+	struct lb_nexthop *cached = lb_nexthop_slot(be_index, snat_index);
 	__u32 in = ctx->ingress_ifindex;
 
 	if (cached && cached->backend_ip == dst && cached->src_ip == src && cached->in_ifindex == in &&

@@ -53,7 +53,8 @@ BPF_HASH(lb_addrs, __be32, struct lb_addr, LB_MAX_SERVICES + LB_MAX_SNAT_IPS);
 BPF_ARRAY(lb_addr_cache, struct lb_addr_slot, LB_ADDR_CACHE_SLOTS);
 BPF_ARRAY(lb_backends, struct lb_backend, LB_MAX_SERVICES * LB_MAX_BACKENDS);
 BPF_ARRAY(lb_maglev, __u32, LB_MAX_SERVICES * 2 * LB_RING_SIZE);
-BPF_ARRAY(lb_nexthops, struct lb_nexthop, LB_MAX_SERVICES * LB_MAX_BACKENDS);
+/* per CPU: a CPU never reads an entry another CPU is writing (bpf/lb_nexthop.h) */
+BPF_PERCPU_ARRAY(lb_nexthops, struct lb_nexthop, LB_MAX_SERVICES * LB_MAX_BACKENDS * LB_MAX_SNAT_IPS);
 #ifdef LB_FLOWS_PIN
 /* user space passes the pinned flow tables of the running program when their layout is unchanged:
  * a reload keeps live connections */
@@ -81,9 +82,13 @@ static __always_inline struct lb_snat_slot *lb_snat_slot(__u32 idx)
 	return lb_snat_ports.lookup(&idx);
 }
 
-static __always_inline struct lb_nexthop *lb_nexthop_slot(__u32 be_index)
+/* one slot per backend slot and SNAT address (a service with several SNAT addresses asks about each) */
+static __always_inline struct lb_nexthop *lb_nexthop_slot(__u32 be_index, __u32 snat_index)
 {
-	return lb_nexthops.lookup(&be_index);
+	__u32 idx = be_index * LB_MAX_SNAT_IPS + snat_index;
+	if (snat_index >= LB_MAX_SNAT_IPS)
+		return 0;
+	return lb_nexthops.lookup(&idx);
 }
 
 static __always_inline struct lb_flow *lb_flow_find(struct lb_flow_key *key)
@@ -217,7 +222,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 	}
 
 	struct lb_nexthop nh = {};
-	int rc = lb_nexthop_lookup(ctx, be_index, flow->snat_ip, be->ip,
+	int rc = lb_nexthop_lookup(ctx, be_index, flow->snat_index, flow->snat_ip, be->ip,
 				   forwarding == LB_FWD_IPIP ? IPPROTO_IPIP : key->proto, now, &nh);
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS && forwarding == LB_FWD_DSR && !nh.direct) {
 		/* the route to the backend has a gateway: a MAC rewrite would hand the VIP's packet to a router */

@@ -21,7 +21,7 @@ import pytest
 from conftest import COLLECTION, XDP_SOURCES, read_sources, run_module
 from xdp_harness import (
     ICMP, IP, IPerror, TCP, UDP, Ether, Flow, Harness, VIP, assert_checksums, client, fragment, from_backend,
-    from_client, icmp_error, lan_backend, mac_of, srv_backend)
+    from_client, icmp_error, lan_backend, mac_of, on_one_cpu, srv_backend)
 
 bpf_syscall = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.bpf_syscall')
 xdp_lb_maps = pytest.importorskip('ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps')
@@ -201,12 +201,25 @@ def test_new_flows_to_one_backend_ask_the_fib_once(lb):
     lb.apply([ONE_BACKEND])
     before = lb.global_counters()['nexthop_lookups']
     started = time.monotonic()
-    for n in range(6):
-        flow = lb.open_flow(client(n), 45800, vport=8080)  # asserts the backend's MAC and the LB's as source
-        assert flow.backend == lan_backend(4)
+    with on_one_cpu():  # the cache is per CPU
+        for n in range(6):
+            flow = lb.open_flow(client(n), 45800, vport=8080)  # asserts the backend's MAC and the LB's as source
+            assert flow.backend == lan_backend(4)
     # one lookup, and one more per second the loop took on a stalled machine
     assert lb.global_counters()['nexthop_lookups'] - before <= 1 + int(time.monotonic() - started)
     assert lb.global_counters()['nexthop_lookups'] > before
+
+
+def test_each_snat_address_has_its_own_next_hop(lb):
+    """A service with two SNAT addresses: each address's flows ask the FIB once (the question includes
+    the source address), not every time the other address was asked last."""
+    lb.apply([dict(ONE_BACKEND, snat_ip=[VIP, '10.204.0.11'])])
+    before = lb.global_counters()['nexthop_lookups']
+    started = time.monotonic()
+    with on_one_cpu():  # the cache is per CPU
+        flows = [lb.open_flow(client(n), 46300, vport=8080) for n in range(12)]
+    assert set(f.snat for f in flows) == {VIP, '10.204.0.11'}
+    assert lb.global_counters()['nexthop_lookups'] - before <= 2 + 2 * int(time.monotonic() - started)
 
 
 def test_a_changed_neighbour_reaches_new_flows_within_a_second(lb):
@@ -235,8 +248,10 @@ def test_another_backend_in_the_same_slot_does_not_reuse_the_next_hop(lb):
     lb.apply([{'vip': VIP, 'port': 8081, 'backends': [lan_backend(5)]}])
     assert lb.open_flow(client(2), 46100, vport=8081).backend == lan_backend(5)
     lb.apply([{'vip': VIP, 'port': 8082, 'backends': [srv_backend(6)]}])
+    before = lb.global_counters()['nexthop_lookups']
     flow = lb.open_flow(client(3), 46100, vport=8082)  # asserts srv_backend(6)'s MAC, through srv0 (REDIRECT)
     assert flow.backend == srv_backend(6)
+    assert lb.global_counters()['nexthop_lookups'] == before + 1  # asked, not served lan_backend(5)'s answer
 
 
 # -- TTL --

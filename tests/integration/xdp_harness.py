@@ -20,6 +20,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import collections
+import contextlib
+import os
 
 from scapy.layers.inet import ICMP, IP, IPerror, TCP, UDP, fragment
 from scapy.layers.l2 import Ether
@@ -43,6 +45,18 @@ def lan_backend(n):
 
 def srv_backend(n):
     return SRV + str(xdp_testbed.BACKEND_HOSTS[n])
+
+
+@contextlib.contextmanager
+def on_one_cpu():
+    """Run the block on one CPU: BPF_PROG_TEST_RUN runs the program on the caller's CPU, and per-CPU
+    state (lb_nexthops) is only shared between runs on the same one."""
+    allowed = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(allowed)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def device_of(ip):
@@ -171,5 +185,5 @@ class Harness(object):
         assert_checksums(out)
 
 
-__all__ = ['Harness', 'Flow', 'from_client', 'from_backend', 'icmp_error', 'quote', 'fragment', 'assert_checksums',
+__all__ = ['Harness', 'Flow', 'on_one_cpu', 'from_client', 'from_backend', 'icmp_error', 'quote', 'fragment', 'assert_checksums',
            'client', 'lan_backend', 'srv_backend', 'VIP', 'SNAT_IP', 'LB_IP', 'mac_of', 'device_of']

@@ -24,9 +24,11 @@ from __future__ import absolute_import, division, print_function
 
 import argparse
 import atexit
+import glob
 import json
 import os
 import shutil
+import signal
 import statistics
 import struct
 import subprocess
@@ -248,6 +250,7 @@ class KatranPeer(object):
     RING_SIZE = 65537   # Katran's default consistent-hash ring
     FLOW_KEY_SIZE = 40  # struct flow_key
     LRU_VALUE_SIZE = 16  # struct real_pos_lru
+    PIN_BASE = '/sys/fs/bpf/ebn-bench-katran'
 
     def __init__(self, source, syscall, max_flows):
         program = os.path.join(source, 'katran', 'lib', 'bpf', 'balancer.bpf.c')
@@ -259,7 +262,10 @@ class KatranPeer(object):
                 raise SystemExit('--katran needs %s on PATH (Debian: apt-get install clang bpftool)' % tool)
         self.syscall = syscall
         self.max_flows = max_flows
-        self.pins = '/sys/fs/bpf/ebn-bench-katran-%d' % os.getpid()
+        for stale in glob.glob(self.PIN_BASE + '-*'):  # left by a run that was killed: its maps hold memory
+            if not os.path.exists('/proc/' + stale.rsplit('-', 1)[1]):
+                shutil.rmtree(stale, ignore_errors=True)
+        self.pins = '%s-%d' % (self.PIN_BASE, os.getpid())
         self.fds = []
         self.lru_fds = []
         self.work = tempfile.mkdtemp(prefix='xhb_katran_')
@@ -435,9 +441,14 @@ def main():
                              'and bpftool); without it the Katran column is the figure recorded in issue 10')
     parser.add_argument('--serve', action='store_true', help=argparse.SUPPRESS)
     args = parser.parse_args()
-    # one CPU for the whole measurement: Katran's flow table is per CPU, as a flow stays on one CPU with RSS
-    if hasattr(os, 'sched_setaffinity'):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    # an Ansible timeout (SIGTERM) still runs the clean-up in the finally blocks
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit('stopped by SIGTERM'))
+    if args.katran:
+        # one CPU for the whole measurement (the --serve peer inherits it): Katran's flow table is per CPU,
+        # as a flow stays on one CPU with RSS; the last CPU, usually the one with the fewest interrupts
+        cpu = max(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpu})
+        print('measuring on CPU %d' % cpu)
     COLLECTION = os.path.abspath(args.collection)
     import_collection(COLLECTION)
     # pylint: disable=import-outside-toplevel

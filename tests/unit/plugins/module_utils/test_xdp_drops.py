@@ -89,6 +89,17 @@ def test_lb_counters_of_another_layout_are_not_read(tmp_path, monkeypatch):
     assert 'another datapath version' in got['lb2']['error']
 
 
+def test_lb_counters_of_a_version_with_fewer_counters_are_read(tmp_path, monkeypatch):
+    """Pins of the version before a counter was added (lb_global has fewer entries): still our layout."""
+    (tmp_path / 'lb3').mkdir()
+    (tmp_path / 'lb3' / 'map_lb_global').write_text('')
+    monkeypatch.setattr(xdp_drops.bpf_syscall, 'obj_get', lambda path: os.open(path, os.O_RDONLY))
+    monkeypatch.setattr(xdp_drops.bpf_syscall, 'map_info', lambda fd: {
+        'value_size': 8, 'max_entries': len(FakeMaps.GLOBAL_COUNTERS) - 1})
+    got = xdp_drops.lb_drop_counters(str(tmp_path), maps_module=FakeMaps)
+    assert 'error' not in got['lb3'] and 'counters' in got['lb3']
+
+
 def test_lb_delta_counts_drops_not_passes():
     before = {'lb1': {'counters': {'passed': 10, 'no_backend': 3}}}
     after = {'lb1': {'counters': {'passed': 15, 'no_backend': 7}, 'ifname': 'eth0'}, 'x': {'error': 'gone'}}

@@ -121,6 +121,7 @@ def test_python_layouts_match_the_c_header():
     assert c['lb_flow_key'] == m.FLOW_KEY.size
     assert c['lb_flow'] == m.FLOW.size == 56
     assert c['lb_snat_slot'] == m.SNAT_SLOT.size
+    assert c['lb_nexthop'] == m.NEXTHOP.size
     assert c['lb_counters'] == m.COUNTERS.size
     assert c['lb_meta'] == m.META.size
 
