@@ -3,8 +3,8 @@
  * The next hop to a backend for a new flow. bpf_fib_lookup walks the routing table and the
  * neighbour table, several cache lines each: per new flow it was about a third of the new-flow
  * path's cost. Its answer for a backend is kept in lb_nexthops and reused for LB_NEXTHOP_TTL (one
- * second), so with many new flows per second the FIB is asked about once a second per backend, and
- * a route or neighbour change (a backend's MAC, a new gateway) reaches new flows within a second.
+ * second), so with many new flows per second the FIB is asked about once a second per CPU, backend
+ * and SNAT address, and a route or neighbour change (a backend's MAC, a new gateway) reaches new flows within a second.
  * An answer is reused only for the same question (backend address, source address, ingress
  * interface, protocol), so another backend in the same slot or another ingress interface asks
  * again; each SNAT address of a service has its own slot. Failed lookups (no neighbour entry yet,

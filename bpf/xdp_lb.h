@@ -127,9 +127,9 @@ struct lb_backend {
 	__u16 weight; /* 0 = draining: no new flows, existing ones continue */
 };
 
-/* lb_nexthops[backend index * LB_MAX_SNAT_IPS + SNAT index], per CPU: the FIB's answer for the way to a backend, reused by new flows for up to
- * LB_NEXTHOP_TTL (bpf/lb_nexthop.h). The lookup's inputs are kept with it: an answer is reused only
- * for the same question. */
+/* lb_nexthops[backend index * LB_MAX_SNAT_IPS + SNAT index], per CPU: the FIB's answer for the way
+ * to a backend, reused by new flows for up to LB_NEXTHOP_TTL (bpf/lb_nexthop.h). The lookup's inputs
+ * are kept with it: an answer is reused only for the same question. */
 struct lb_nexthop {
 	__be32 backend_ip;
 	__be32 src_ip;

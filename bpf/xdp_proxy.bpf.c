@@ -85,9 +85,9 @@ static __always_inline struct lb_snat_slot *lb_snat_slot(__u32 idx)
 /* one slot per backend slot and SNAT address (a service with several SNAT addresses asks about each) */
 static __always_inline struct lb_nexthop *lb_nexthop_slot(__u32 be_index, __u32 snat_index)
 {
-	__u32 idx = be_index * LB_MAX_SNAT_IPS + snat_index;
 	if (snat_index >= LB_MAX_SNAT_IPS)
 		return 0;
+	__u32 idx = be_index * LB_MAX_SNAT_IPS + snat_index;
 	return lb_nexthops.lookup(&idx);
 }
 

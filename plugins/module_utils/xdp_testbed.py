@@ -150,9 +150,10 @@ class XdpTestBed(object):
                 continue
             info = bpf_syscall.map_info(fd)
             if info['type'] in ('array', 'percpu_array'):
-                zero = b'\0' * info['value_size']
-                if info['type'] == 'percpu_array':  # one 8-byte aligned value per possible CPU
-                    zero = b'\0' * ((info['value_size'] + 7) // 8 * 8 * bpf_syscall.possible_cpus())
+                # per CPU: one 8-byte aligned value for each possible CPU
+                size = info['value_size'] if info['type'] == 'array' else \
+                    (info['value_size'] + 7) // 8 * 8 * bpf_syscall.possible_cpus()
+                zero = b'\0' * size
                 for index in range(info['max_entries']):
                     bpf_syscall.map_update(fd, struct.pack('=I', index), zero)
             else:

@@ -74,7 +74,7 @@ global_counters:
       its path MTU), encap_aggregates_dropped (C(forwarding=ipip) GRO/GSO aggregates, longer than the
       interface's MTU, seen in generic mode, which cannot be encapsulated), nexthop_lookups (new flows that asked
       the kernel FIB for the way to their backend; an answer is reused for a second, so this grows by about one
-      per backend and second under steady load).
+      per CPU, backend and SNAT address and second under steady load).
   returned: when deployed
   type: dict
 refused_flows:

@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import statistics
 import struct
 import subprocess
@@ -76,19 +77,16 @@ def ipv4_checksum(header):
     return ~total & 0xffff
 
 
-def addr(ip):
-    return bytes(bytearray(int(o) for o in ip.split('.')))
-
-
 def tcp_frame(tb, src, dst, sport, dport, flags, smac=None, dmac=None):
     """Ethernet + IPv4 + TCP (no payload), checksums right: what a NIC hands to XDP."""
     smac = tb.mac_of(src) if smac is None else smac
     dmac = tb.mac_of(dst) if dmac is None else dmac
     eth = bytes(bytearray(int(x, 16) for x in (dmac + ':' + smac).split(':'))) + b'\x08\x00'
     tcp = struct.pack('!HHIIBBHHH', sport, dport, 1, 0, 5 << 4, flags, 65535, 0, 0)
-    pseudo = addr(src) + addr(dst) + struct.pack('!BBH', 0, 6, len(tcp))
+    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack('!BBH', 0, 6, len(tcp))
     tcp = tcp[:16] + struct.pack('!H', ipv4_checksum(pseudo + tcp)) + tcp[18:]
-    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, addr(src), addr(dst))
+    ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0, socket.inet_aton(src),
+                     socket.inet_aton(dst))
     ip = ip[:10] + struct.pack('!H', ipv4_checksum(ip)) + ip[12:]
     return eth + ip + tcp
 
@@ -147,7 +145,7 @@ class Bench(object):
     def check_katran(self, client):
         """Katran must do the work it is measured for: encapsulate and send back a SYN and an established
         packet to a backend, pass a packet that is not for its VIP."""
-        backends = set(addr(self.tb.LAN + str(h)) for h in self.tb.BACKEND_HOSTS[:2])
+        backends = set(socket.inet_aton(self.tb.LAN + str(h)) for h in self.tb.BACKEND_HOSTS[:2])
         for name, frame, want in (('SYN', tcp_frame(self.tb, client, self.vip, 1025, 80, SYN), 'TX'),
                                   ('established packet', self.frames['established'], 'TX'),
                                   ('non-VIP packet', self.frames['non_vip'], 'PASS')):
@@ -309,11 +307,11 @@ class KatranPeer(object):
             self.lru_fds.append(fd)
             self.syscall.map_update(lru_mapping, struct.pack('=I', cpu), struct.pack('=I', fd))
         # struct vip_definition {vip or vipv6[4]; __u16 port (network order); __u8 proto} -> vip_meta
-        self.syscall.map_update(self._get('maps/vip_map'), addr(vip) + b'\0' * 12 + struct.pack('!H', port) +
-                                b'\x06\0', struct.pack('=II', 0, 0))
+        vip_key = socket.inet_aton(vip) + b'\0' * 12 + struct.pack('!H', port) + b'\x06\0'
+        self.syscall.map_update(self._get('maps/vip_map'), vip_key, struct.pack('=II', 0, 0))
         reals = self._get('maps/reals')
         for index, backend in enumerate(backends, 1):  # struct real_definition {dst or dstv6[4]; __u8 flags}
-            self.syscall.map_update(reals, struct.pack('=I', index), addr(backend) + b'\0' * 16)
+            self.syscall.map_update(reals, struct.pack('=I', index), socket.inet_aton(backend) + b'\0' * 16)
         ch_rings = self._get('maps/ch_rings')
         for position in range(self.RING_SIZE):  # vip_num 0's ring: the reals in turn
             self.syscall.map_update(ch_rings, struct.pack('=I', position),
