@@ -14,6 +14,12 @@ import math
 import re
 
 PREFIX = 'ebpf_networking_'
+# lb_global counters that count packets the program passed to the stack; the others that are not drops count
+# events (ports reclaimed, scans, FIB lookups, UDP flows moved, ICMP translated or sent: xdp_lb_maps'
+# NOT_DROP_COUNTERS) and go to lb_events_total, so that summing lb_global_packets_total counts packets
+LB_PASS_COUNTERS = ('passed', 'ttl_expired_passed')
+LB_EVENT_COUNTERS = ('snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved', 'icmp_translated',
+                     'icmp_too_big_sent', 'nexthop_lookups')
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 LABEL_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')
@@ -131,13 +137,19 @@ def lb_families(deployment, counters, global_counters, flow_count, max_flows, he
     refused = Family(PREFIX + 'lb_refused_flows_total', 'counter',
                      'New flows the program could not place (no SNAT port, flow table insert failed, no backend)')
     reasons = Family(PREFIX + 'lb_global_packets_total', 'counter', 'Packets passed or dropped for a reason')
+    events = Family(PREFIX + 'lb_events_total', 'counter',
+                    'Datapath events that are not packets passed or dropped (SNAT ports reclaimed, port scans, '
+                    'FIB lookups, UDP flows moved, ICMP errors translated or sent)')
     for reason, value in sorted((global_counters or {}).items()):
-        reasons.add(dict(dep, reason=reason), value)
+        if reason in LB_EVENT_COUNTERS:
+            events.add(dict(dep, event=reason), value)
+        else:
+            reasons.add(dict(dep, reason=reason), value)
     refused.add(dep, sum((global_counters or {}).get(k, 0)
                          for k in ('snat_ports_exhausted', 'flow_insert_failed', 'no_backend', 'refused_flows')))
-    fams.extend([reasons, refused])
+    fams.extend([reasons, events, refused])
     fams.append(Family(PREFIX + 'lb_flow_table_entries', 'gauge',
-                       'Entries in the connection table (two per connection)').add(dep, flow_count))
+                       'Entries in the connection table (one per connection)').add(dep, flow_count))
     fams.append(Family(PREFIX + 'lb_flow_table_capacity', 'gauge',
                        'Capacity of the connection table').add(dep, max_flows))
     return fams

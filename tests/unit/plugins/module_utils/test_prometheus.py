@@ -65,6 +65,27 @@ def test_lb_metrics_cover_every_backend_with_its_health():
         assert (kind == 'counter') == name.endswith('_total'), name
 
 
+def test_lb_events_are_not_counted_as_packets():
+    """Summing lb_global_packets_total over its reasons counts packets: reclaims, scans and FIB lookups are
+    events, in a family of their own."""
+    counters = dict(GLOBAL, snat_ports_reclaimed=500, snat_port_scans=40, nexthop_lookups=7, udp_flows_moved=2,
+                    icmp_translated=3, icmp_too_big_sent=1, ttl_expired_passed=4, orphan_replies_dropped=6)
+    types, samples = parse(prom.render(prom.lb_families('lb1', COUNTERS, counters, 42, 65536)))
+    packets = dict((k, v) for k, v in samples.items() if k.startswith('ebpf_networking_lb_global_packets_total{'))
+    events = dict((k, v) for k, v in samples.items() if k.startswith('ebpf_networking_lb_events_total{'))
+    assert sum(packets.values()) == 5 + 1 + 2 + 4 + 6, packets
+    assert events['ebpf_networking_lb_events_total{deployment="lb1",event="nexthop_lookups"}'] == 7
+    assert sum(events.values()) == 500 + 40 + 7 + 2 + 3 + 1
+    assert types['ebpf_networking_lb_events_total'] == 'counter'
+
+
+def test_every_lb_counter_that_is_not_a_drop_is_a_pass_or_an_event():
+    """A counter added to the datapath's NOT_DROP_COUNTERS must be placed here too, or it is summed as packets."""
+    from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import GLOBAL_COUNTERS, NOT_DROP_COUNTERS
+    assert sorted(NOT_DROP_COUNTERS) == sorted(prom.LB_PASS_COUNTERS + prom.LB_EVENT_COUNTERS)
+    assert set(prom.LB_EVENT_COUNTERS) <= set(GLOBAL_COUNTERS)
+
+
 def test_label_values_are_escaped_and_families_merge():
     a = prom.Family('ebpf_networking_x_total', 'counter', 'help with \\ and\nnewline').add({'d': 'a"b\\c\nd'}, 1)
     b = prom.Family('ebpf_networking_x_total', 'counter', 'ignored').add({'d': 'e'}, 2.5)
