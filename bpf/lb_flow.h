@@ -6,9 +6,10 @@
  * - SYN only (no answer yet): LB_TO_TCP_SYN. Backend answered: LB_TO_TCP_EST. A FIN either way:
  *   LB_TO_TCP_CLOSING. UDP: LB_TO_UDP. Timeouts run from the last packet either way.
  * - "Closed" = FIN both ways, or a RST. A closed flow still translates its last packets (the final
- *   ACK) until the closing timeout, but its SNAT port may be taken by a new flow at once, as Linux
- *   reuses a TIME_WAIT port for a new connection: the backend accepts the new SYN on the old
- *   4-tuple (newer timestamp), and a late packet of the old flow no longer finds it.
+ *   ACK) until the closing timeout, but its SNAT port may be taken by a new flow at once (a late
+ *   packet of the old flow then no longer finds it). New TCP flows prefer ports that have rested
+ *   for LB_TO_TCP_TIME_WAIT since their flow ended (bpf/lb_snat.h): the backend's TIME_WAIT accepts
+ *   a new SYN only with a newer timestamp, and another client's connection has its own offset.
  * - The clock is jiffies (bpf_jiffies64, inlined: ~0 ns; bpf_ktime_get_ns and the coarse variant
  *   cost ~40 ns here) and last_seen is written at most once per LB_TOUCH, so an established flow is
  *   not a map write per packet. last_seen keeps the low 32 bits: ages compare modulo 2^32 jiffies

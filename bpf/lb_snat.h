@@ -13,6 +13,13 @@
  *      first free slot with the full check. The scan is a bounded loop of LB_SNAT_SCAN slots: bcc
  *      0.26 loads each function on its own, so bpf_loop's callback (a BPF-to-BPF call) cannot be
  *      used, and the verifier follows at most ~1000 iterations of a bounded loop.
+ * Before both, a port whose TCP flow ended less than LB_TO_TCP_TIME_WAIT ago is passed over when one of
+ * LB_SNAT_REST_TRIES ports from a random one has rested longer: the backend that served the old flow
+ * may still hold it in TIME_WAIT, and clients give every connection its own TCP timestamp offset, so
+ * about half of the new SYNs on such a port look older than the TIME_WAIT and are rejected (the client
+ * retries after 8 ms on Linux, after a second or more elsewhere). Like netfilter, which keeps a closed
+ * tuple for its TIME_WAIT; unlike netfilter, when no rested port is among those tried, a recent one
+ * is taken rather than none (counted: more ports or SNAT addresses help).
  * A slot is free when empty, held by this same 5-tuple, or its flow is gone, closed or expired.
  * Taking a dead flow's slot deletes that flow's entry: its client must not write into the new flow.
  * A flow is refused when its own port and the LB_SNAT_SCAN ports after a random one are all held by
@@ -29,6 +36,9 @@
 #ifndef LB_SNAT_SCAN
 #define LB_SNAT_SCAN 1024 /* the verifier follows no more than ~1500 iterations */
 #endif
+#ifndef LB_SNAT_REST_TRIES
+#define LB_SNAT_REST_TRIES 16
+#endif
 
 static __always_inline int lb_key_equal(const struct lb_flow_key *a, const struct lb_flow_key *b)
 {
@@ -42,6 +52,42 @@ static __always_inline const struct lb_snat_addr *lb_svc_snat(const struct lb_se
 {
 	asm volatile("" : "+r"(which));
 	return &svc->snat[which & (LB_SVC_SNAT_MAX - 1)];
+}
+
+/* Has this port rested long enough for key: never used, used by this same 5-tuple (its own
+ * TIME_WAIT takes it back), a UDP port free again, or a TCP port free for LB_TO_TCP_TIME_WAIT? */
+static __always_inline int lb_snat_rested(const struct lb_snat_slot *slot, const struct lb_flow_key *key, __u64 now)
+{
+	if (slot->key.proto == 0 || lb_key_equal(&slot->key, key))
+		return 1;
+	if (slot->key.proto != IPPROTO_TCP)
+		return now >= slot->free_at;
+	return now >= slot->free_at + LB_TO_TCP_TIME_WAIT;
+}
+
+/* The hash-derived port (*which, *port_off) is not rested: look at LB_SNAT_REST_TRIES ports from a
+ * random one and move to the first rested one. Reads only; the caller claims with the full check. */
+static __always_inline void lb_snat_find_rested(const struct lb_flow_key *key, const struct lb_service *svc,
+						__u32 count, __u64 now, __u32 *which, __u32 *port_off)
+{
+	__u32 total = count * LB_SNAT_PORTS;
+	__u32 start = bpf_get_prandom_u32() % total;
+
+#pragma nounroll
+	for (__u32 i = 0; i < LB_SNAT_REST_TRIES; i++) {
+		__u32 pos = (start + i) % total;
+		struct lb_snat_slot *slot = lb_snat_slot(lb_svc_snat(svc, pos / LB_SNAT_PORTS)->index * LB_SNAT_PORTS +
+							 pos % LB_SNAT_PORTS);
+		if (!slot)
+			break;
+		if (lb_snat_rested(slot, key, now)) {
+			*which = pos / LB_SNAT_PORTS;
+			*port_off = pos % LB_SNAT_PORTS;
+			lb_count_global(LB_CNT_PORT_RESTED);
+			return;
+		}
+	}
+	lb_count_global(LB_CNT_PORT_NOT_RESTED);
 }
 
 /* Claim (snat_index, port offset) for key if it is free. Returns 1 when claimed, 2 when claimed by
@@ -82,6 +128,13 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 		return -1;
 	which = hash % count;
 	port_off = (hash >> 8) % LB_SNAT_PORTS;
+#if LB_TO_TCP_TIME_WAIT > 0
+	if (key->proto == IPPROTO_TCP) {
+		struct lb_snat_slot *own = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
+		if (own && !lb_snat_rested(own, key, now))
+			lb_snat_find_rested(key, svc, count, now, &which, &port_off);
+	}
+#endif
 	if (which < LB_SVC_SNAT_MAX)
 		how = lb_snat_try(lb_svc_snat(svc, which)->index, port_off, key, now);
 	if (!how) {

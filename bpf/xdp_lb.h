@@ -54,6 +54,11 @@
 #ifndef LB_TO_UDP
 #define LB_TO_UDP (60 * LB_HZ)
 #endif
+/* A SNAT port whose TCP flow ended is passed over for this long while a rested port is found: the
+ * backend may still hold the old connection in TIME_WAIT (60 s on Linux) and reject the new SYN (0: off). */
+#ifndef LB_TO_TCP_TIME_WAIT
+#define LB_TO_TCP_TIME_WAIT (60 * LB_HZ)
+#endif
 #define LB_TOUCH LB_HZ /* refresh last_seen at most once a second: timeouts need no finer time */
 
 /* All addresses and ports in network byte order. */
@@ -225,6 +230,8 @@ enum lb_global_counter {
 	LB_CNT_ICMP_TOO_BIG,       /* ipip: a DF packet too big for the tunnel answered with ICMP frag needed */
 	LB_CNT_ENCAP_AGGREGATE,    /* ipip: a GRO/GSO aggregate (longer than the ingress MTU) cannot be tunnelled */
 	LB_CNT_NEXTHOP_LOOKUP,     /* a new flow asked the kernel FIB (no answer for its backend from the last second) */
+	LB_CNT_PORT_RESTED,        /* its own port had ended a TCP flow within tcp_time_wait: a rested one was taken */
+	LB_CNT_PORT_NOT_RESTED,    /* ... and no rested port was found among the few tried: it took a recent one */
 	LB_CNT_MAX,
 };
 
@@ -241,7 +248,8 @@ struct lb_meta {
 	__u32 peer_ifindex;   /* host-side veth peer given an XDP_PASS program (native mode) */
 	__u64 netns_ino;
 	__u8 mode;            /* 1 native, 2 generic */
-	__u8 pad[7];
+	__u8 pad[3];
+	__u32 to_tcp_time_wait; /* seconds; 0 in pins of versions without it (they had no such wait) */
 	char ifname[16];
 	char netns[96];       /* as the user named it: container:NAME, netns:NAME or a path */
 	__u32 layout_version;

@@ -19,7 +19,7 @@ PREFIX = 'ebpf_networking_'
 # NOT_DROP_COUNTERS) and go to lb_events_total, so that summing lb_global_packets_total counts packets
 LB_PASS_COUNTERS = ('passed', 'ttl_expired_passed')
 LB_EVENT_COUNTERS = ('snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved', 'icmp_translated',
-                     'icmp_too_big_sent', 'nexthop_lookups')
+                     'icmp_too_big_sent', 'nexthop_lookups', 'snat_ports_rested', 'snat_ports_not_rested')
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 LABEL_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')
@@ -138,8 +138,8 @@ def lb_families(deployment, counters, global_counters, flow_count, max_flows, he
                      'New flows the program could not place (no SNAT port, flow table insert failed, no backend)')
     reasons = Family(PREFIX + 'lb_global_packets_total', 'counter', 'Packets passed or dropped for a reason')
     events = Family(PREFIX + 'lb_events_total', 'counter',
-                    'Datapath events that are not packets passed or dropped (SNAT ports reclaimed, port scans, '
-                    'FIB lookups, UDP flows moved, ICMP errors translated or sent)')
+                    'Datapath events that are not packets passed or dropped (SNAT ports reclaimed, rested or not, '
+                    'port scans, FIB lookups, UDP flows moved, ICMP errors translated or sent)')
     for reason, value in sorted((global_counters or {}).items()):
         if reason in LB_EVENT_COUNTERS:
             events.add(dict(dep, event=reason), value)

@@ -45,7 +45,7 @@ FLOW = struct.Struct('=4s4s2s2sHHII6s6s6s6sIHBB')
 SNAT_SLOT = struct.Struct('=4s4s2s2sB3xQ')
 NEXTHOP = struct.Struct('=4s4sIIIBB6s6s2x')  # struct lb_nexthop
 COUNTERS = struct.Struct('=7Q')
-META = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
+META = struct.Struct('=32sIIIIHHII4xQB3xI16s96sII4I')
 U32 = struct.Struct('=I')
 U64 = struct.Struct('=Q')
 
@@ -54,11 +54,13 @@ COUNTER_FIELDS = ('packets', 'bytes', 'new_flows', 'reply_packets', 'reply_bytes
 GLOBAL_COUNTERS = ('passed', 'no_backend', 'no_neighbour', 'snat_ports_exhausted', 'flow_insert_failed',
                    'fragments_dropped', 'orphan_replies_dropped', 'ttl_expired_passed', 'snat_ports_reclaimed',
                    'snat_port_scans', 'flows_lost', 'udp_flows_moved', 'icmp_translated', 'encap_too_big_dropped',
-                   'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped', 'nexthop_lookups')
+                   'dsr_backend_not_neighbour', 'icmp_too_big_sent', 'encap_aggregates_dropped', 'nexthop_lookups',
+                   'snat_ports_rested', 'snat_ports_not_rested')
 # global counters that count events, not packets the program dropped (passes to the stack, reclaims, scans,
 # moves, ICMP translated or answered): left out of any sum of drops
 NOT_DROP_COUNTERS = ('passed', 'ttl_expired_passed', 'snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved',
-                     'icmp_translated', 'icmp_too_big_sent', 'nexthop_lookups')
+                     'icmp_translated', 'icmp_too_big_sent', 'nexthop_lookups', 'snat_ports_rested',
+                     'snat_ports_not_rested')
 # how a service reaches its backends (LB_FWD_*): nat rewrites addresses and ports and sees the replies;
 # dsr rewrites the destination MAC only; ipip encapsulates. With dsr and ipip the backends answer directly.
 FORWARDING = {'nat': 0, 'dsr': 1, 'ipip': 2}
@@ -78,10 +80,13 @@ DERIVED_MAPS = ('lb_addr_cache', 'lb_nexthops')
 ST_REPLIED, ST_FIN_FWD, ST_FIN_REPLY, ST_RST = 1, 2, 4, 8
 
 # the flow clock is jiffies: timeouts are compiled in as seconds * HZ of the running kernel
-TIMEOUT_NAMES = ('tcp_syn', 'tcp_established', 'tcp_closing', 'udp')
-TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 'udp': 60}
+# tcp_time_wait is not a flow's timeout: how long a SNAT port whose TCP flow ended is passed over while rested
+# ports are found (the backends' TIME_WAIT); 0 turns that off and is what pins of versions without it read
+TIMEOUT_NAMES = ('tcp_syn', 'tcp_established', 'tcp_closing', 'udp', 'tcp_time_wait')
+TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 'udp': 60, 'tcp_time_wait': 60}
 TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
-                 'udp': 'LB_TO_UDP'}
+                 'udp': 'LB_TO_UDP', 'tcp_time_wait': 'LB_TO_TCP_TIME_WAIT'}
+TIMEOUT_MIN = {'tcp_time_wait': 0}
 KNOWN_HZ = (100, 250, 300, 1000)
 # when HZ can be neither read nor measured: the largest, so timeouts (seconds * HZ jiffies) last longer, never shorter
 FALLBACK_HZ = max(KNOWN_HZ)
@@ -286,7 +291,7 @@ class Limits(object):
             raise ConfigError('timeouts has unknown keys %s: use %s' % (', '.join(unknown), ', '.join(TIMEOUT_NAMES)))
         self.timeouts = dict(TIMEOUT_DEFAULTS)
         for name, value in timeouts.items():
-            self.timeouts[name] = _int(value, 'timeouts.%s' % name, 1, 7 * 86400)
+            self.timeouts[name] = _int(value, 'timeouts.%s' % name, TIMEOUT_MIN.get(name, 1), 7 * 86400)
         self._hz = hz
 
     @property
@@ -604,21 +609,21 @@ class LbMaps(object):
     def read_meta(self):
         raw = bpf_syscall.map_lookup(self.fds['lb_meta'], U32.pack(0), META.size)
         (digest, max_services, max_backends, ring_size, max_flows, pmin, pmax, ifindex, peer_ifindex, netns_ino,
-         mode, ifname, netns, layout, max_snat_ips, to_syn, to_est, to_closing, to_udp) = META.unpack(raw)
+         mode, to_time_wait, ifname, netns, layout, max_snat_ips, to_syn, to_est, to_closing, to_udp) = META.unpack(raw)
         return {'digest': digest, 'max_services': max_services, 'max_backends': max_backends,
                 'ring_size': ring_size, 'max_flows': max_flows, 'snat_port_min': pmin, 'snat_port_max': pmax,
                 'ifindex': ifindex, 'peer_ifindex': peer_ifindex, 'netns_ino': netns_ino,
                 'mode': MODES.get(mode), 'ifname': ifname.split(b'\0', 1)[0].decode(),
                 'netns': netns.split(b'\0', 1)[0].decode(), 'layout_version': layout, 'max_snat_ips': max_snat_ips,
-                'timeouts': dict(zip(TIMEOUT_NAMES, (to_syn, to_est, to_closing, to_udp)))}
+                'timeouts': dict(zip(TIMEOUT_NAMES, (to_syn, to_est, to_closing, to_udp, to_time_wait)))}
 
     # -- writing --
     def write_meta(self, digest, ifindex, peer_ifindex, netns_ino, mode, ifname, netns):
         lim = self.limits
         raw = META.pack(digest, lim.max_services, lim.max_backends, lim.ring_size, lim.max_flows,
                         lim.snat_port_min, lim.snat_port_max, ifindex, peer_ifindex or 0, netns_ino,
-                        MODE_IDS.get(mode, 0), ifname.encode()[:15], netns.encode()[:95], LAYOUT_VERSION,
-                        lim.max_snat_ips, *[lim.timeouts[n] for n in TIMEOUT_NAMES])
+                        MODE_IDS.get(mode, 0), lim.timeouts['tcp_time_wait'], ifname.encode()[:15], netns.encode()[:95],
+                        LAYOUT_VERSION, lim.max_snat_ips, *[lim.timeouts[n] for n in TIMEOUT_NAMES[:4]])
         bpf_syscall.map_update(self.fds['lb_meta'], U32.pack(0), raw)
 
     # -- carrying the configuration into a reloaded program that keeps the flow tables --

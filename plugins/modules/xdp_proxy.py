@@ -25,7 +25,8 @@ description:
     backends answer clients directly.
   - A flow ends. TCP flows move through SYN, established and closing (a FIN or RST) and expire after
     an idle time per state (I(timeouts)); UDP flows expire when idle. A closed or expired flow's SNAT
-    port is free again for a new flow.
+    port is free again for a new flow; a new TCP flow prefers a port whose last TCP flow ended more than
+    I(timeouts.tcp_time_wait) ago, so that backends do not reject its SYN from their TIME_WAIT.
   - SNAT ports are unique per SNAT address. A new flow first tries a port derived from a hash of its
     5-tuple (a flow whose entry was evicted gets its own port back), then scans from a random port.
     A flow is refused only when the ports it can check are all held by live flows; C(xdp_stats)
@@ -236,8 +237,8 @@ options:
     default: [20000, 29999]
   timeouts:
     description:
-      - Idle timeouts of flows in seconds (1 to 604800), compiled into the program. Changing them
-        reloads the program and keeps live connections.
+      - Idle timeouts of flows in seconds (1 to 604800), compiled into the program, and I(tcp_time_wait).
+        Changing them reloads the program and keeps live connections.
     type: dict
     suboptions:
       tcp_syn:
@@ -254,6 +255,18 @@ options:
         default: 10
       udp:
         description: A UDP flow.
+        type: int
+        default: 60
+      tcp_time_wait:
+        description:
+          - Not a flow's timeout - how long a SNAT port whose TCP flow ended is passed over, while one of the
+            other ports a new flow tries has rested longer. The backend that served the ended flow may still
+            hold it in TIME_WAIT (60 s on Linux; up to 240 s elsewhere) and reject a new SYN on it, which costs
+            the client a retry (8 ms on Linux, a second or more on other systems).
+          - When none of the ports tried has rested (more new TCP flows per SNAT address in this time than
+            ports), a recent one is taken rather than refusing the flow; C(xdp_stats) counts both cases
+            (C(snat_ports_rested), C(snat_ports_not_rested)).
+          - 0 to 604800; 0 takes a port again as soon as its flow is closed.
         type: int
         default: 60
   persistent:
@@ -379,7 +392,7 @@ limits:
   returned: state=present and not check mode
   type: dict
   sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
-           max_snat_ips: 2, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+           max_snat_ips: 2, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60, tcp_time_wait: 60}}
 diff:
   description:
     - Before and after, for --diff. With state=present C(services), C(limits) and C(interface) (name, netns, mode);
@@ -439,6 +452,7 @@ def main():
                 tcp_established=dict(type='int', default=21600),
                 tcp_closing=dict(type='int', default=10),
                 udp=dict(type='int', default=60),
+                tcp_time_wait=dict(type='int', default=60),
             )),
             persistent=dict(type='bool', default=True),
             bpf_sources=dict(type='dict'),

@@ -74,7 +74,10 @@ global_counters:
       its path MTU), encap_aggregates_dropped (C(forwarding=ipip) GRO/GSO aggregates, longer than the
       interface's MTU, seen in generic mode, which cannot be encapsulated), nexthop_lookups (new flows that asked
       the kernel FIB for the way to their backend; an answer is reused for a second, so this grows by about one
-      per CPU, backend and SNAT address and second under steady load).
+      per CPU, backend and SNAT address and second under steady load), snat_ports_rested (new TCP flows whose
+      own port had ended a TCP flow within C(timeouts.tcp_time_wait) and that took a port that had rested longer),
+      snat_ports_not_rested (those that found no such port among the ones tried and took a recent one: backends
+      may reject their SYN from TIME_WAIT).
   returned: when deployed
   type: dict
 refused_flows:
@@ -96,7 +99,7 @@ limits:
   returned: when deployed
   type: dict
   sample: {max_services: 16, max_backends: 64, ring_size: 4099, max_flows: 65536, snat_port_range: [20000, 29999],
-           max_snat_ips: 2, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60}}
+           max_snat_ips: 2, timeouts: {tcp_syn: 60, tcp_established: 21600, tcp_closing: 10, udp: 60, tcp_time_wait: 60}}
 pin_path:
   description: The bpffs directory of the deployment.
   returned: always
@@ -166,6 +169,14 @@ def advice(counters, global_counters, limits):
                        'SNAT addresses (snat_ip as a list, max_snat_ips), widen snat_port_range (now %d-%d), or '
                        'shorten timeouts.' % (svc['service'], svc['refused'], limits['snat_port_range'][0],
                                               limits['snat_port_range'][1]))
+    not_rested = global_counters.get('snat_ports_not_rested', 0)
+    if not_rested:
+        out.append('%d new TCP flows took a SNAT port whose last flow ended less than timeouts.tcp_time_wait (%s s) '
+                   'ago, because none of the ports they tried had rested longer: a backend may still hold such a '
+                   'port in TIME_WAIT and reject the SYN (the client retries). More SNAT addresses (snat_ip as a '
+                   'list) or a wider snat_port_range (now %d-%d) give each port more rest.'
+                   % (not_rested, limits.get('timeouts', {}).get('tcp_time_wait', '?'), limits['snat_port_range'][0],
+                      limits['snat_port_range'][1]))
     if global_counters.get('flows_lost'):
         out.append('%d packets belonged to flows whose SNAT port had been reclaimed (idle past their timeout, or '
                    'evicted from a full table): raise max_flows or the timeouts if these were live connections.'

@@ -391,3 +391,23 @@ def test_addr_cache_slots_mark_shared_slots_and_leave_others_empty():
     assert shared[m.addr_cache_index(vip)] == b'\0' * 4 + m.struct.pack('=HH', m.ADDR_SHARED, 0)
     assert len(shared) == 2
     assert m.addr_cache_slots({}) == {}
+
+
+def test_tcp_time_wait_is_compiled_in_and_may_be_zero():
+    flags = m.Limits(timeouts={'tcp_time_wait': 0}, hz=250).cflags()
+    assert '-DLB_TO_TCP_TIME_WAIT=0' in flags
+    assert '-DLB_TO_TCP_TIME_WAIT=15000' in m.Limits(hz=250).cflags(), 'default 60 s'
+    with pytest.raises(m.ConfigError, match='timeouts.tcp_syn'):
+        m.Limits(timeouts={'tcp_syn': 0}, hz=250)
+
+
+def test_meta_of_pins_from_before_tcp_time_wait_reads_zero():
+    """lb_meta kept its size: the wait sits in what was padding after mode, zero in older pins, which had
+    no wait - so an upgrade sees a changed setting and reloads, keeping the flows."""
+    assert m.META.size == 32 + 4 * 4 + 2 * 2 + 2 * 4 + 4 + 8 + 8 + 16 + 96 + 2 * 4 + 4 * 4
+    old = struct.Struct('=32sIIIIHHII4xQB7x16s96sII4I')
+    assert old.size == m.META.size
+    raw = old.pack(b'd' * 32, 16, 64, 4099, 65536, 20000, 29999, 5, 0, 1, 1, b'eth0', b'', 2, 2, 60, 21600, 10, 60)
+    fields = m.META.unpack(raw)
+    assert fields[11] == 0 and fields[10] == 1, 'mode kept, the wait reads 0'
+    assert fields[-4:] == (60, 21600, 10, 60)

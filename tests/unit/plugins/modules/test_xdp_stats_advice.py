@@ -34,3 +34,11 @@ def test_packets_without_df_are_reported_as_dropped_apart():
 def test_aggregates_point_to_native_mode_or_gro_off():
     out = advice(encap_aggregates_dropped=3)
     assert len(out) == 1 and out[0].startswith('3 GRO/GSO aggregates') and 'native' in out[0] and 'gro off' in out[0]
+
+
+def test_new_flows_on_ports_that_had_not_rested_get_advice():
+    limits = dict(LIMITS, timeouts={'tcp_time_wait': 60})
+    out = xdp_stats.advice([], {'snat_ports_not_rested': 12, 'snat_ports_rested': 400}, limits)
+    assert len(out) == 1 and '12 new TCP flows' in out[0] and 'TIME_WAIT' in out[0] and '60 s' in out[0]
+    assert 'snat_ip as a list' in out[0]
+    assert xdp_stats.advice([], {'snat_ports_rested': 400}, limits) == [], 'passing over a port is not a problem'
