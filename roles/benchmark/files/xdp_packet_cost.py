@@ -48,6 +48,9 @@ KATRAN_PATHS = ('new_flow', 'established', 'non_vip')  # Katran never sees repli
 BASELINE_NS = {'new_flow': 1638, 'established': 134, 'reply': 120, 'non_vip': 110}
 BASELINE_FROM = 'main 7fd4046, docs/performance.md "Per-packet cost"'
 BUDGET_RATIO = 1.5
+# BPF_PROG_TEST_RUN's durations move in steps of about 10 ns here: a 20 ns path measured at 40 ns is one
+# step away from 30, not twice as slow, so the ratio budget allows one step on top
+CLOCK_STEP_NS = 10
 BUDGET_BYTES_PER_CONNECTION = 128
 PATHS = ('new_flow', 'established', 'reply', 'non_vip')
 # the same two paths through a forwarding: ipip service, which does what Katran does (encapsulate, no
@@ -334,6 +337,11 @@ class KatranPeer(object):
 COLLECTION = None
 
 
+def within_budget(ns, base):
+    """Within BUDGET_RATIO of the baseline, give or take one clock step; None without a baseline."""
+    return None if base is None else ns <= BUDGET_RATIO * max(base, 1) + CLOCK_STEP_NS
+
+
 def report(result, baseline):
     katran = result['katran_ns']
     lines = ['XDP per-packet cost, ns per packet (median of %d runs each, minus an empty XDP program at %.0f ns; '
@@ -342,7 +350,7 @@ def report(result, baseline):
     for path in PATHS:
         ns = result['ns'][path]
         base = baseline.get(path)
-        ratio_ok = '-' if base is None else ('yes' if ns <= BUDGET_RATIO * max(base, 1) else 'NO')
+        ratio_ok = {None: '-', True: 'yes', False: 'NO'}[within_budget(ns, base)]
         lines.append('%-12s %8.0f %10.0f %8s %10s %8s' % (path, ns, katran[path], 'yes' if ns < katran[path] else 'NO',
                                                           '-' if base is None else '%.0f' % base, ratio_ok))
     if result.get('ipip_ns'):
@@ -379,8 +387,7 @@ def verdicts(result, baseline):
     """Per path: below Katran's (measured in the same rounds when it was), within BUDGET_RATIO of the
     baseline; and the map memory budget."""
     out = dict((p, {'below_katran': result['ns'][p] < result['katran_ns'][p],
-                    'within_ratio': None if baseline.get(p) is None
-                    else result['ns'][p] <= BUDGET_RATIO * max(baseline[p], 1)})
+                    'within_ratio': within_budget(result['ns'][p], baseline.get(p))})
                for p in PATHS)
     out['bytes_per_connection'] = result['bytes_per_connection'] <= BUDGET_BYTES_PER_CONNECTION
     return out

@@ -75,3 +75,15 @@ def test_a_directory_that_is_not_a_katran_checkout_is_named(tmp_path):
     with pytest.raises(SystemExit) as err:
         cost.KatranPeer(str(tmp_path), None, 1024)
     assert str(tmp_path) in str(err.value) and 'katran/lib/bpf/balancer.bpf.c' in str(err.value)
+
+
+def test_a_path_of_a_few_clock_steps_is_judged_within_one_step():
+    # non-VIP measured at 20 ns in the baseline run and 40 ns in ours: one 10 ns step above 1.5 x 20
+    assert cost.within_budget(40, 20) is True
+    assert cost.within_budget(50, 20) is False
+    assert cost.within_budget(1650, 1100) is True and cost.within_budget(1661, 1100) is False
+    assert cost.within_budget(40, None) is None
+    # the report's column says the same: non-VIP at 10 ns against a baseline of 4 is one step above 6
+    line = [x for x in cost.report(cost.summarize(samples(OURS), 100, {}, 5), {'non_vip': 4}).splitlines()
+            if x.startswith('non_vip')][0]
+    assert line.split()[-1] == 'yes'
