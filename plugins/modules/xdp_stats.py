@@ -76,7 +76,7 @@ global_counters:
       the kernel FIB for the way to their backend; an answer is reused for a second, so this grows by about one
       per CPU, backend and SNAT address and second under steady load), snat_ports_rested (new TCP flows whose
       own port had ended a TCP flow within C(timeouts.tcp_time_wait) and that took a port that had rested longer),
-      snat_ports_not_rested (those that found no such port among the ones tried and took a recent one: backends
+      snat_ports_not_rested (those that found no such port among the ones tried and took a recent one; backends
       may reject their SYN from TIME_WAIT).
   returned: when deployed
   type: dict
