@@ -13,8 +13,10 @@
  *      first free slot with the full check. The scan is a bounded loop of LB_SNAT_SCAN slots: bcc
  *      0.26 loads each function on its own, so bpf_loop's callback (a BPF-to-BPF call) cannot be
  *      used, and the verifier follows at most ~1000 iterations of a bounded loop.
- * Before both, a port whose TCP flow ended less than LB_TO_TCP_TIME_WAIT ago is passed over when one of
- * LB_SNAT_REST_TRIES ports from a random one has rested longer: the backend that served the old flow
+ * For TCP, before both: when the own port has not rested (another 5-tuple's flow holds it, or ended on
+ * it less than LB_TO_TCP_TIME_WAIT ago), the LB_SNAT_REST_TRIES ports from one derived from the hash are
+ * tried for one this 5-tuple had (so eviction does not cost a flow the port it was moved to) or else
+ * one that has rested: the backend that served the old flow
  * may still hold it in TIME_WAIT, and clients give every connection its own TCP timestamp offset, so
  * about half of the new SYNs on such a port look older than the TIME_WAIT and are rejected (the client
  * retries after 8 ms on Linux, after a second or more elsewhere). Like netfilter, which keeps a closed
@@ -65,13 +67,18 @@ static __always_inline int lb_snat_rested(const struct lb_snat_slot *slot, const
 	return now >= slot->free_at + LB_TO_TCP_TIME_WAIT;
 }
 
-/* The hash-derived port (*which, *port_off) is not rested: look at LB_SNAT_REST_TRIES ports from a
- * random one and move to the first rested one. Reads only; the caller claims with the full check. */
-static __always_inline void lb_snat_find_rested(const struct lb_flow_key *key, const struct lb_service *svc,
-						__u32 count, __u64 now, __u32 *which, __u32 *port_off)
+/* Look at LB_SNAT_REST_TRIES ports from one the flow's hash gives and move (*which, *port_off) to a port
+ * this same 5-tuple holds, else (any_rested) to the first rested one. Returns 1 when it moved. The
+ * start depends only on the 5-tuple, so a flow whose entry was evicted, or a retransmitted SYN whose
+ * entry was lost, finds the port it was moved to again. Reads only; the caller claims with the full
+ * check. */
+static __always_inline int lb_snat_find_rested(const struct lb_flow_key *key, const struct lb_service *svc,
+					       __u32 count, __u32 hash, __u64 now, int any_rested, __u32 *which,
+					       __u32 *port_off)
 {
 	__u32 total = count * LB_SNAT_PORTS;
-	__u32 start = bpf_get_prandom_u32() % total;
+	__u32 start = ((hash << 16) | (hash >> 16)) % total;
+	__u32 found = total; /* none */
 
 #pragma nounroll
 	for (__u32 i = 0; i < LB_SNAT_REST_TRIES; i++) {
@@ -80,14 +87,18 @@ static __always_inline void lb_snat_find_rested(const struct lb_flow_key *key, c
 							 pos % LB_SNAT_PORTS);
 		if (!slot)
 			break;
-		if (lb_snat_rested(slot, key, now)) {
-			*which = pos / LB_SNAT_PORTS;
-			*port_off = pos % LB_SNAT_PORTS;
-			lb_count_global(LB_CNT_PORT_RESTED);
-			return;
+		if (lb_key_equal(&slot->key, key)) {
+			found = pos;
+			break;
 		}
+		if (any_rested && found == total && lb_snat_rested(slot, key, now))
+			found = pos;
 	}
-	lb_count_global(LB_CNT_PORT_NOT_RESTED);
+	if (found == total)
+		return 0;
+	*which = found / LB_SNAT_PORTS;
+	*port_off = found % LB_SNAT_PORTS;
+	return 1;
 }
 
 /* Claim (snat_index, port offset) for key if it is free. Returns 1 when claimed, 2 when claimed by
@@ -118,7 +129,7 @@ static __always_inline int lb_snat_try(__u32 snat_index, __u32 port_off, const s
 
 /* Pick the SNAT address and port for a new flow. Returns 0 and fills flow->snat_*, or -1. */
 static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const struct lb_service *svc, __u32 hash,
-					__u64 now, struct lb_flow *flow)
+					__u64 now, int midstream, struct lb_flow *flow)
 {
 	__u32 count = svc->snat_count;
 	__u32 which = 0, port_off = 0;
@@ -128,11 +139,23 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 		return -1;
 	which = hash % count;
 	port_off = (hash >> 8) % LB_SNAT_PORTS;
+	int resting = 0; /* the own port has not rested and no rested one was found: the flow takes another */
 #if LB_TO_TCP_TIME_WAIT > 0
 	if (key->proto == IPPROTO_TCP) {
 		struct lb_snat_slot *own = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
-		if (own && !lb_snat_rested(own, key, now))
-			lb_snat_find_rested(key, svc, count, now, &which, &port_off);
+		if (own && !lb_key_equal(&own->key, key)) {
+			/* not rested: another 5-tuple's flow holds the port or ended on it recently. A packet
+			 * without SYN has lost its entry (evicted) and looks for the port it was moved to even
+			 * when its own port has rested since. */
+			int want = !lb_snat_rested(own, key, now);
+			if ((want || midstream) &&
+			    lb_snat_find_rested(key, svc, count, hash, now, want, &which, &port_off)) {
+				if (want)
+					lb_count_global(LB_CNT_PORT_RESTED);
+			} else if (want) {
+				resting = 1;
+			}
+		}
 	}
 #endif
 	if (which < LB_SVC_SNAT_MAX)
@@ -166,6 +189,8 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 		return -1;
 	if (how == 2)
 		lb_count_global(LB_CNT_PORT_RECLAIMED);
+	if (resting)
+		lb_count_global(LB_CNT_PORT_NOT_RESTED);
 	flow->snat_index = lb_svc_snat(svc, which)->index;
 	flow->snat_ip = lb_svc_snat(svc, which)->ip;
 	flow->snat_port = bpf_htons((__u16)(LB_SNAT_PORT_MIN + port_off));

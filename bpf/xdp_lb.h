@@ -230,8 +230,8 @@ enum lb_global_counter {
 	LB_CNT_ICMP_TOO_BIG,       /* ipip: a DF packet too big for the tunnel answered with ICMP frag needed */
 	LB_CNT_ENCAP_AGGREGATE,    /* ipip: a GRO/GSO aggregate (longer than the ingress MTU) cannot be tunnelled */
 	LB_CNT_NEXTHOP_LOOKUP,     /* a new flow asked the kernel FIB (no answer for its backend from the last second) */
-	LB_CNT_PORT_RESTED,        /* its own port had ended a TCP flow within tcp_time_wait: a rested one was taken */
-	LB_CNT_PORT_NOT_RESTED,    /* ... and no rested port was found among the few tried: it took a recent one */
+	LB_CNT_PORT_RESTED,        /* its own port was held, or its TCP flow ended within tcp_time_wait: a rested one was taken */
+	LB_CNT_PORT_NOT_RESTED,    /* ... no rested one among the ports tried: it took another (own if free, or the scan's) */
 	LB_CNT_MAX,
 };
 

@@ -178,7 +178,7 @@ static __always_inline int lb_backend_present(const struct lb_flow *flow)
  * Fills *flow. Returns 0, or an XDP verdict to return at once.
  */
 static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, const struct lb_flow_key *key,
-				       const struct lb_service *svc, __u64 now, struct lb_flow *flow)
+				       const struct lb_service *svc, __u64 now, int midstream, struct lb_flow *flow)
 {
 	__u32 svc_index = svc->index;
 	__u32 ring_gen = svc->ring_gen;
@@ -215,7 +215,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct ethhdr *eth, c
 		flow->snat_ip = svc->snat[0].ip; /* the outer source address */
 	} else if (forwarding == LB_FWD_DSR) {
 		flow->snat_ip = key->daddr; /* only the FIB lookup's source: the packet keeps its addresses */
-	} else if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, flow) != 0) {
+	} else if (lb_snat_pick(key, svc, lb_hash_flow(key, 0x9e3779b9), now, midstream, flow) != 0) {
 		lb_count_global(LB_CNT_SNAT_EXHAUSTED);
 		lb_count_service_drop(svc_index, 1);
 		return XDP_DROP;
@@ -505,7 +505,7 @@ int xdp_lb(struct xdp_md *ctx)
 			lb_count_global(LB_CNT_PASSED);
 			return XDP_PASS; /* our address, not a service: the stack gets it untouched */
 		}
-		int verdict = lb_new_flow(ctx, eth, &key, svc, now, &f);
+		int verdict = lb_new_flow(ctx, eth, &key, svc, now, th && !th->syn, &f);
 		if (verdict)
 			return verdict;
 		if (th && (th->fin || th->rst)) {

@@ -85,7 +85,7 @@ class XdpLbDeployment(object):
         if not isinstance(rng, list) or len(rng) != 2 or rng[0] > rng[1]:
             self.fail('snat_port_range must be [first, last] with first <= last, got %s' % (rng,))
         if p['timeouts'] is not None and not isinstance(p['timeouts'], dict):
-            self.fail('timeouts must be a dict (tcp_syn, tcp_established, tcp_closing, udp in seconds), got %r'
+            self.fail('timeouts must be a dict (tcp_syn, tcp_established, tcp_closing, udp, tcp_time_wait in seconds), got %r'
                       % (p['timeouts'],))
         limits = Limits(p['max_services'], p['max_backends'], p['ring_size'], p['max_flows'], rng[0], rng[1],
                         p['max_snat_ips'], p['timeouts'])

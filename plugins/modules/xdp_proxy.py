@@ -260,7 +260,8 @@ options:
       tcp_time_wait:
         description:
           - Not a flow's timeout - how long a SNAT port whose TCP flow ended is passed over, while one of the
-            other ports a new flow tries has rested longer. The backend that served the ended flow may still
+            16 other ports a new TCP flow tries has rested longer (or is the port this flow's 5-tuple had, so a
+            flow whose entry was evicted keeps its port). The backend that served the ended flow may still
             hold it in TIME_WAIT (60 s on Linux; up to 240 s elsewhere) and reject a new SYN on it, which costs
             the client a retry (8 ms on Linux, a second or more on other systems).
           - When none of the ports tried has rested (more new TCP flows per SNAT address in this time than

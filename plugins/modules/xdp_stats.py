@@ -75,9 +75,9 @@ global_counters:
       interface's MTU, seen in generic mode, which cannot be encapsulated), nexthop_lookups (new flows that asked
       the kernel FIB for the way to their backend; an answer is reused for a second, so this grows by about one
       per CPU, backend and SNAT address and second under steady load), snat_ports_rested (new TCP flows whose
-      own port had ended a TCP flow within C(timeouts.tcp_time_wait) and that took a port that had rested longer),
-      snat_ports_not_rested (those that found no such port among the ones tried and took a recent one; backends
-      may reject their SYN from TIME_WAIT).
+      own port had not rested - held by another flow, or its TCP flow ended within C(timeouts.tcp_time_wait) - and
+      that took one that had), snat_ports_not_rested (those that found no rested port among the ones tried and took
+      another; backends may reject their SYN from TIME_WAIT).
   returned: when deployed
   type: dict
 refused_flows:
@@ -171,8 +171,8 @@ def advice(counters, global_counters, limits):
                                               limits['snat_port_range'][1]))
     not_rested = global_counters.get('snat_ports_not_rested', 0)
     if not_rested:
-        out.append('%d new TCP flows took a SNAT port whose last flow ended less than timeouts.tcp_time_wait (%s s) '
-                   'ago, because none of the ports they tried had rested longer: a backend may still hold such a '
+        out.append('%d new TCP flows took a SNAT port that may have ended a flow less than timeouts.tcp_time_wait '
+                   '(%s s) ago, because none of the ports they tried had rested longer: a backend may still hold such a '
                    'port in TIME_WAIT and reject the SYN (the client retries). More SNAT addresses (snat_ip as a '
                    'list) or a wider snat_port_range (now %d-%d) give each port more rest.'
                    % (not_rested, limits.get('timeouts', {}).get('tcp_time_wait', '?'), limits['snat_port_range'][0],
