@@ -56,11 +56,18 @@ static __always_inline const struct lb_snat_addr *lb_svc_snat(const struct lb_se
 	return &svc->snat[which & (LB_SVC_SNAT_MAX - 1)];
 }
 
-/* Has this port rested long enough for key: never used, used by this same 5-tuple (its own
- * TIME_WAIT takes it back), a UDP port free again, or a TCP port free for LB_TO_TCP_TIME_WAIT? */
-static __always_inline int lb_snat_rested(const struct lb_snat_slot *slot, const struct lb_flow_key *key, __u64 now)
+/* The lb_snat_ports slot of (the service's SNAT address number which, port offset). */
+static __always_inline struct lb_snat_slot *lb_svc_port_slot(const struct lb_service *svc, __u32 which, __u32 port_off)
 {
-	if (slot->key.proto == 0 || lb_key_equal(&slot->key, key))
+	return lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
+}
+
+/* Has this port, held last by another 5-tuple (callers check the key first: a 5-tuple's own
+ * TIME_WAIT takes it back at once), rested: never used, a UDP port free again, or a TCP port free
+ * for LB_TO_TCP_TIME_WAIT? */
+static __always_inline int lb_snat_rested(const struct lb_snat_slot *slot, __u64 now)
+{
+	if (slot->key.proto == 0)
 		return 1;
 	if (slot->key.proto != IPPROTO_TCP)
 		return now >= slot->free_at;
@@ -83,15 +90,14 @@ static __always_inline int lb_snat_find_rested(const struct lb_flow_key *key, co
 #pragma nounroll
 	for (__u32 i = 0; i < LB_SNAT_REST_TRIES; i++) {
 		__u32 pos = (start + i) % total;
-		struct lb_snat_slot *slot = lb_snat_slot(lb_svc_snat(svc, pos / LB_SNAT_PORTS)->index * LB_SNAT_PORTS +
-							 pos % LB_SNAT_PORTS);
+		struct lb_snat_slot *slot = lb_svc_port_slot(svc, pos / LB_SNAT_PORTS, pos % LB_SNAT_PORTS);
 		if (!slot)
 			break;
 		if (lb_key_equal(&slot->key, key)) {
 			found = pos;
 			break;
 		}
-		if (any_rested && found == total && lb_snat_rested(slot, key, now))
+		if (any_rested && found == total && lb_snat_rested(slot, now))
 			found = pos;
 	}
 	if (found == total)
@@ -142,12 +148,12 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 	int resting = 0; /* the own port has not rested and no rested one was found: the flow takes another */
 #if LB_TO_TCP_TIME_WAIT > 0
 	if (key->proto == IPPROTO_TCP) {
-		struct lb_snat_slot *own = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
+		struct lb_snat_slot *own = lb_svc_port_slot(svc, which, port_off);
 		if (own && !lb_key_equal(&own->key, key)) {
 			/* not rested: another 5-tuple's flow holds the port or ended on it recently. A packet
 			 * without SYN has lost its entry (evicted) and looks for the port it was moved to even
 			 * when its own port has rested since. */
-			int want = !lb_snat_rested(own, key, now);
+			int want = !lb_snat_rested(own, now);
 			if ((want || midstream) &&
 			    lb_snat_find_rested(key, svc, count, hash, now, want, &which, &port_off)) {
 				if (want)
@@ -172,7 +178,7 @@ static __always_inline int lb_snat_pick(const struct lb_flow_key *key, const str
 			__u32 pos = (start + i) % total;
 			which = pos / LB_SNAT_PORTS;
 			port_off = pos % LB_SNAT_PORTS;
-			struct lb_snat_slot *slot = lb_snat_slot(lb_svc_snat(svc, which)->index * LB_SNAT_PORTS + port_off);
+			struct lb_snat_slot *slot = lb_svc_port_slot(svc, which, port_off);
 			if (!slot)
 				break;
 			if (slot->key.proto == 0 || now >= slot->free_at) {

@@ -13,13 +13,14 @@ __metaclass__ = type
 import math
 import re
 
+from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import NOT_DROP_COUNTERS
+
 PREFIX = 'ebpf_networking_'
 # lb_global counters that count packets the program passed to the stack; the others that are not drops count
-# events (ports reclaimed, scans, FIB lookups, UDP flows moved, ICMP translated or sent: xdp_lb_maps'
-# NOT_DROP_COUNTERS) and go to lb_events_total, so that summing lb_global_packets_total counts packets
+# events (ports reclaimed or rested, scans, FIB lookups, UDP flows moved, ICMP translated or sent) and go to
+# lb_events_total, so that summing lb_global_packets_total counts packets
 LB_PASS_COUNTERS = ('passed', 'ttl_expired_passed')
-LB_EVENT_COUNTERS = ('snat_ports_reclaimed', 'snat_port_scans', 'udp_flows_moved', 'icmp_translated',
-                     'icmp_too_big_sent', 'nexthop_lookups', 'snat_ports_rested', 'snat_ports_not_rested')
+LB_EVENT_COUNTERS = tuple(c for c in NOT_DROP_COUNTERS if c not in LB_PASS_COUNTERS)
 CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 NAME_RE = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*$')
 LABEL_RE = re.compile(r'^[a-zA-Z_][a-zA-Z0-9_]*$')

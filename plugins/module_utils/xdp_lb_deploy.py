@@ -17,7 +17,7 @@ from ansible_collections.ebpf.networking.plugins.module_utils import bpf_loader,
 from ansible_collections.ebpf.networking.plugins.module_utils.bpf_loader import LoaderError
 from ansible_collections.ebpf.networking.plugins.module_utils.deploy_run import DeployError
 from ansible_collections.ebpf.networking.plugins.module_utils.xdp_lb_maps import (
-    FLOW_MAPS, ConfigError, LbMaps, Limits, diff_services, normalize_services)
+    FLOW_MAPS, TIMEOUT_NAMES, ConfigError, LbMaps, Limits, diff_services, normalize_services)
 
 MAIN_SOURCE = 'xdp_proxy.bpf.c'
 
@@ -85,8 +85,7 @@ class XdpLbDeployment(object):
         if not isinstance(rng, list) or len(rng) != 2 or rng[0] > rng[1]:
             self.fail('snat_port_range must be [first, last] with first <= last, got %s' % (rng,))
         if p['timeouts'] is not None and not isinstance(p['timeouts'], dict):
-            self.fail('timeouts must be a dict (tcp_syn, tcp_established, tcp_closing, udp, tcp_time_wait in seconds), got %r'
-                      % (p['timeouts'],))
+            self.fail('timeouts must be a dict (%s in seconds), got %r' % (', '.join(TIMEOUT_NAMES), p['timeouts']))
         limits = Limits(p['max_services'], p['max_backends'], p['ring_size'], p['max_flows'], rng[0], rng[1],
                         p['max_snat_ips'], p['timeouts'])
         bpf_loader.require_bpffs()

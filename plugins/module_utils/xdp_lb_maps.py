@@ -87,6 +87,8 @@ TIMEOUT_DEFAULTS = {'tcp_syn': 60, 'tcp_established': 21600, 'tcp_closing': 10, 
 TIMEOUT_FLAGS = {'tcp_syn': 'LB_TO_TCP_SYN', 'tcp_established': 'LB_TO_TCP_EST', 'tcp_closing': 'LB_TO_TCP_CLOSING',
                  'udp': 'LB_TO_UDP', 'tcp_time_wait': 'LB_TO_TCP_TIME_WAIT'}
 TIMEOUT_MIN = {'tcp_time_wait': 0}
+# the four u32 at the end of struct lb_meta, in order (tcp_time_wait sits after mode, in former padding)
+META_TAIL_TIMEOUTS = ('tcp_syn', 'tcp_established', 'tcp_closing', 'udp')
 KNOWN_HZ = (100, 250, 300, 1000)
 # when HZ can be neither read nor measured: the largest, so timeouts (seconds * HZ jiffies) last longer, never shorter
 FALLBACK_HZ = max(KNOWN_HZ)
@@ -615,7 +617,7 @@ class LbMaps(object):
                 'ifindex': ifindex, 'peer_ifindex': peer_ifindex, 'netns_ino': netns_ino,
                 'mode': MODES.get(mode), 'ifname': ifname.split(b'\0', 1)[0].decode(),
                 'netns': netns.split(b'\0', 1)[0].decode(), 'layout_version': layout, 'max_snat_ips': max_snat_ips,
-                'timeouts': dict(zip(TIMEOUT_NAMES, (to_syn, to_est, to_closing, to_udp, to_time_wait)))}
+                'timeouts': dict(zip(META_TAIL_TIMEOUTS, (to_syn, to_est, to_closing, to_udp)), tcp_time_wait=to_time_wait)}
 
     # -- writing --
     def write_meta(self, digest, ifindex, peer_ifindex, netns_ino, mode, ifname, netns):
@@ -623,7 +625,7 @@ class LbMaps(object):
         raw = META.pack(digest, lim.max_services, lim.max_backends, lim.ring_size, lim.max_flows,
                         lim.snat_port_min, lim.snat_port_max, ifindex, peer_ifindex or 0, netns_ino,
                         MODE_IDS.get(mode, 0), lim.timeouts['tcp_time_wait'], ifname.encode()[:15], netns.encode()[:95],
-                        LAYOUT_VERSION, lim.max_snat_ips, *[lim.timeouts[n] for n in TIMEOUT_NAMES[:4]])
+                        LAYOUT_VERSION, lim.max_snat_ips, *[lim.timeouts[n] for n in META_TAIL_TIMEOUTS])
         bpf_syscall.map_update(self.fds['lb_meta'], U32.pack(0), raw)
 
     # -- carrying the configuration into a reloaded program that keeps the flow tables --
