@@ -184,8 +184,10 @@ def test_a_long_download_survives_moving_to_the_other_lb(topo, forwarding, failu
         else:
             route_via(topo, survivor)
             time.sleep(0.3)
-            remove(carrying)
+        # before the removal below: a module run on a loaded machine can outlast the download's rest
         assert proc.poll() is None, 'the download was still going when its LB failed'
+        if failure == 'route_moves':
+            remove(carrying)
         result = finish(proc)
         if failure != 'moves_and_back':
             moved = rx_packets(topo, survivor) - before
