@@ -438,6 +438,20 @@ def own_port(cl, cport, vport, port_range, proto=6):
     return port_range[0] + ((c >> 8) % (port_range[1] - port_range[0] + 1))
 
 
+def new_flows_owning(lb, ports, first_cport, held=()):
+    """Open 64 TCP flows; return (own port, port taken) of those whose own port is among ports and
+    not held (by an earlier flow: two of these 64 5-tuples share an own port, and the later one
+    rightly moves)."""
+    held, found = set(held), []
+    for n in range(64):
+        flow = lb.open_flow(client(n % 60), first_cport + n, vport=8080)
+        own = own_port(flow.client, flow.cport, 8080, TW_RANGE)
+        if own in ports and own not in held:
+            found.append((own, flow.lport))
+        held.add(flow.lport)
+    return found
+
+
 def test_the_own_port_helper_matches_the_program(tw_bed):
     lb = fresh(tw_bed)
     flows = [lb.open_flow(client(n % 60), 20000 + n, vport=8080) for n in range(16)]
@@ -468,14 +482,7 @@ def test_new_tcp_flows_pass_over_ports_whose_flows_just_ended(tw_bed):
 
     # rested: a new flow whose own port is an ended one takes it
     time.sleep(TW_SECONDS + 0.5)
-    held = set(f.lport for f in newcomers + [again])
-    later = []
-    for n in range(64):
-        flow = lb.open_flow(client(n % 60), 31000 + n, vport=8080)
-        own = own_port(flow.client, flow.cport, 8080, TW_RANGE)
-        if own in ended_ports and own not in held:
-            later.append((own, flow.lport))
-        held.add(flow.lport)
+    later = new_flows_owning(lb, ended_ports, 31000, held=[f.lport for f in newcomers + [again]])
     assert later, 'precondition: some new flows hash to an ended port'
     assert [own for own, taken in later] == [taken for own, taken in later]
 
@@ -488,15 +495,8 @@ def test_a_port_whose_udp_flow_expired_is_taken_at_once(tw_bed):
     expired = set(lb.open_flow(client(n % 60), 20000 + n, 'udp', vport=8080).lport for n in range(256))
     time.sleep(2.5)  # timeouts.udp
     before = lb.global_counters()
-    hits, held = [], set()
-    for n in range(64):
-        flow = lb.open_flow(client(n % 60), 30000 + n, vport=8080)
-        own = own_port(flow.client, flow.cport, 8080, TW_RANGE)
-        # the UDP flows whose own port was taken scanned from a random port, so which ports expired
-        # varies; two of these 64 share an own port, and the later one finds it held by the first
-        if own in expired and own not in held:
-            hits.append((own, flow.lport))
-        held.add(flow.lport)
+    # the UDP flows whose own port was taken scanned from a random port, so which ports expired varies
+    hits = new_flows_owning(lb, expired, 30000)
     after = lb.global_counters()
     assert hits, 'precondition: some new flows hash to an expired UDP port'
     assert [own for own, taken in hits] == [taken for own, taken in hits]
